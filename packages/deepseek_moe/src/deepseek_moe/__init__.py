@@ -1,0 +1,3 @@
+"""deepseek_moe."""
+
+__version__ = "0.1.0"

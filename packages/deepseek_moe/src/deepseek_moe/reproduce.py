@@ -1,0 +1,3 @@
+"""Reproductions registered with `paperkit reproduce`."""
+
+REPRODUCTIONS = []

@@ -1,0 +1,3 @@
+"""fastattention."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""flatquant."""
+
+__version__ = "0.1.0"

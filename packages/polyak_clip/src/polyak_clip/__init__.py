@@ -1,0 +1,3 @@
+"""polyak_clip."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""proper_loss_bounds."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""vnm_sparse."""
+
+__version__ = "0.1.0"

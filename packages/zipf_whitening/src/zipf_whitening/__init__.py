@@ -1,0 +1,3 @@
+"""zipf_whitening."""
+
+__version__ = "0.1.0"

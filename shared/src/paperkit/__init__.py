@@ -1,0 +1,3 @@
+"""paperkit: shared kernels, data, metrics, benchmarking and the reproduce CLI."""
+
+__version__ = "0.1.0"
