@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-
 from paperkit.kernels import (
     dequantize_asymmetric,
     dequantize_symmetric,

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time

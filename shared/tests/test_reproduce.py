@@ -1,0 +1,64 @@
+import json
+from importlib.metadata import EntryPoint
+
+import pytest
+from paperkit import reproduce
+from paperkit.reproduce import Claim, main, reproduction, run
+
+
+@reproduction("toy", "a claim that holds and one that does not")
+def toy(quick, out):
+    (out / "artifact.txt").write_text("x")
+    return [Claim("Tab. 1", "accuracy", 0.9, 0.91, holds=True), Claim("Fig. 2", "ratio", "> 1", 0.5, holds=False)]
+
+
+@reproduction("broken")
+def broken(quick, out):
+    raise RuntimeError("boom")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    class EP(EntryPoint):
+        def load(self):
+            return [toy, broken]
+
+    monkeypatch.setattr(reproduce, "entry_points", lambda group: [EP("demo", "x:y", group)])
+
+
+def test_run_writes_records_and_summary(registry, tmp_path):
+    records = run(["demo"], quick=True, out=tmp_path)
+    assert [r["name"] for r in records] == ["demo/toy", "demo/broken"]
+    rec = json.loads((tmp_path / "demo" / "toy.json").read_text())
+    assert rec["config"]["quick"] is True and rec["metrics"]["claims"][0]["ours"] == 0.91
+    assert (tmp_path / "demo" / "artifact.txt").exists()
+    summary = (tmp_path / "SUMMARY.md").read_text()
+    assert "| demo | toy | Tab. 1 | accuracy | 0.9 | 0.91 | yes |" in summary
+    assert "| demo | toy | Fig. 2 | ratio | > 1 | 0.5 | no |" in summary
+    assert "ERROR: RuntimeError: boom" in summary
+
+
+def test_unknown_package_lists_known(registry, tmp_path):
+    with pytest.raises(SystemExit, match=r"unknown package\(s\) \['nope'\]; known: \['demo'\]"):
+        run(["nope"], out=tmp_path)
+
+
+def test_no_package_installed(monkeypatch, tmp_path):
+    monkeypatch.setattr(reproduce, "entry_points", lambda group: [])
+    with pytest.raises(SystemExit, match="no paperkit package"):
+        run(out=tmp_path)
+    assert main(["list"]) == 1
+
+
+def test_cli_list_and_exit_code(registry, tmp_path, capsys):
+    assert main(["list"]) == 0
+    assert "toy" in capsys.readouterr().out
+    assert main(["reproduce", "demo", "--only", "toy", "--out", str(tmp_path)]) == 0
+    assert main(["reproduce", "demo", "--out", str(tmp_path)]) == 1  # broken raised
+
+
+def test_every_installed_package_registers():
+    found = reproduce.discover()
+    assert "zipf_whitening" in found
+    for repros in found.values():
+        assert all(isinstance(r, reproduce.Reproduction) for r in repros)
