@@ -1,0 +1,57 @@
+"""Run cross-package benchmark scripts; each writes paperkit.bench Records under benchmarks/results/.
+
+A benchmark script is ``benchmarks/bench_<name>.py`` with ``main(out: Path, quick: bool) -> list[Record]``.
+
+Usage:
+    uv run python benchmarks/run.py                 # every benchmark, quick settings
+    uv run python benchmarks/run.py quant --full    # one benchmark, full settings
+    uv run python benchmarks/run.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from paperkit.bench import render_table
+
+HERE = Path(__file__).resolve().parent
+
+
+def available() -> dict[str, Path]:
+    return {p.stem.removeprefix("bench_"): p for p in sorted(HERE.glob("bench_*.py"))}
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="benchmark names (default: all)")
+    parser.add_argument("--full", action="store_true", help="full settings instead of quick ones")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args(argv)
+    found = available()
+    if args.list:
+        print("\n".join(found))
+        return 0
+    unknown = sorted(set(args.names) - set(found))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; known: {sorted(found)}")
+    for name in args.names or found:
+        records = load(found[name]).main(args.out / name, quick=not args.full)
+        for rec in records:
+            rec.save(args.out / name / f"{rec.name.replace('/', '_')}.json")
+        print(f"## {name}\n\n{render_table(records)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

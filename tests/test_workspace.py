@@ -1,0 +1,53 @@
+"""Cross-package checks: every package is a proper member that imports, registers and documents itself."""
+
+import ast
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+
+
+def test_all_ten_packages_present():
+    assert PACKAGES == sorted(["deepseek_moe", "zipf_whitening", "autobench_v", "fastattention", "vnm_sparse",
+                               "flatquant", "listdec_fl", "proper_loss_bounds", "polyak_clip", "phinet"])
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_layout(name):
+    pkg = ROOT / "packages" / name
+    meta = tomllib.loads((pkg / "pyproject.toml").read_text())["project"]
+    assert meta["name"] == name, "dist name == folder == import name"
+    assert "paperkit" in meta["dependencies"]
+    assert (pkg / "src" / name / "__init__.py").exists() and (pkg / "README.md").exists()
+    assert any((pkg / "tests").glob("test_*.py")), f"{name} has no tests"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_no_cross_package_imports(name):
+    others = set(PACKAGES) - {name}
+    for path in (ROOT / "packages" / name / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad = [m for m in mods if m.split(".")[0] in others]
+            assert not bad, f"{path} imports another paper's package: {bad}"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_registers_reproductions(name):
+    from paperkit.reproduce import Reproduction, discover
+
+    repros = discover().get(name)
+    assert repros, f"{name} registers no reproductions"
+    assert all(isinstance(r, Reproduction) for r in repros)
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_results_are_records(name):
+    for path in (ROOT / "packages" / name / "results").rglob("*.json"):
+        rec = json.loads(path.read_text())
+        assert isinstance(rec, dict), path
