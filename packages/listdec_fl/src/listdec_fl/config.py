@@ -1,0 +1,220 @@
+"""Configurations of LiD-FL, the attacks, the baseline aggregators and the simulator.
+
+Defaults follow the official code (jerry907/LiD-List-Decodable-Federated-Learning, `scripts/iid_lr.sh`,
+`scripts/sigmdl.sh`, `main_fl.py`) and the paper (Liu et al., AAAI 2025, Sec. 5 "Experiments").
+Every config is a frozen, keyword-only dataclass validated in ``__post_init__`` with ``to_dict`` /
+``from_dict`` so result records embed it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+ATTACKS = ("none", "signflip", "gauss", "labelflip", "ipm", "alie", "omniscient")
+AGGREGATORS = ("fedavg", "median", "trimmed_mean", "geomed", "krum", "multikrum", "normclip")
+MODELS = ("logreg", "cnn")
+PARTITIONS = ("iid", "dirichlet")
+BYZANTINE_VOTES = ("worst", "random")
+
+
+def _check(cond: bool, what: str, expected: str, given: Any) -> None:
+    if not cond:
+        raise ValueError(f"{what}: expected {expected}, given {given!r}")
+
+
+class _Serializable:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_dict: unknown keys {sorted(unknown)}; expected a subset of {sorted(names)}")
+        return cls(**d)
+
+
+def list_size_for(alpha: float) -> int:
+    """The paper's list size k = floor(1 / (1 - alpha)).
+
+    The official code computes ``int(1 // (1 - corp_rate))``; we add 1e-9 before flooring so that a
+    fraction such as alpha = 2/3 gives k = 3 (exact arithmetic) and not 2 (float rounding), which keeps the
+    survival guarantee ``k (1 - alpha) > alpha``.
+
+    Paper: Sec. 4, list size k = floor(1/(1-alpha)).
+    """
+    _check(0.0 <= alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", alpha)
+    return int(math.floor(1.0 / (1.0 - alpha) + 1e-9))
+
+
+def num_byzantine(alpha: float, n_clients: int) -> int:
+    """floor(alpha * n) malicious clients, as the official ``sample_corp_locals``."""
+    _check(0.0 <= alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", alpha)
+    return int(math.floor(alpha * n_clients + 1e-9))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListDecConfig(_Serializable):
+    """LiD-FL (Algorithm 1) hyper-parameters.
+
+    Args:
+        alpha: fraction of malicious clients the list is sized for (official ``--corp_rate`` 0.6).
+        list_size: k; ``None`` gives the paper's k = floor(1/(1-alpha)) (official ``--list_size`` override).
+        byzantine_vote: how malicious clients vote: ``"worst"`` = argmax of their validation loss (official
+            default ``--vote_at worst``) or ``"random"`` = uniform over all models but their best.
+        local_steps: minibatch SGD steps of the sampled client (official ``local_epochs`` 25, which are steps).
+        batch_size: local minibatch (official 32).
+        lr: local learning rate (official 0.01).
+        momentum: heavy-ball momentum kept per listed model (official ``--mu 0.9`` with ``CustomSGD``).
+        valid_fraction: share of each client's train data held out for voting (official ``--valid_rate 0.2``).
+
+    Paper: Sec. 4 (Algorithm 1), Sec. 5 experimental setup; official ``scripts/iid_lr.sh``.
+    """
+
+    alpha: float = 0.6
+    list_size: int | None = None
+    byzantine_vote: Literal["worst", "random"] = "worst"
+    local_steps: int = 25
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    valid_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", self.alpha)
+        _check(self.list_size is None or (isinstance(self.list_size, int) and self.list_size >= 1),
+               "list_size", "None or an int >= 1", self.list_size)
+        _check(self.byzantine_vote in BYZANTINE_VOTES, "byzantine_vote", f"one of {BYZANTINE_VOTES}", self.byzantine_vote)
+        _check(self.local_steps >= 1, "local_steps", ">= 1", self.local_steps)
+        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        _check(self.lr > 0, "lr", "> 0", self.lr)
+        _check(0.0 <= self.momentum < 1.0, "momentum", "0 <= momentum < 1", self.momentum)
+        _check(0.0 < self.valid_fraction < 1.0, "valid_fraction", "0 < valid_fraction < 1", self.valid_fraction)
+
+    @property
+    def k(self) -> int:
+        """The list size actually used."""
+        return self.list_size if self.list_size is not None else list_size_for(self.alpha)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackConfig(_Serializable):
+    """A Byzantine attack (official ``--at``).
+
+    Args:
+        name: ``none``; ``signflip`` (negated gradients); ``gauss`` (gradients replaced by N(0, std(g)));
+            ``labelflip`` (y -> C-1-y on malicious clients' train data); ``ipm`` (inner-product manipulation,
+            official "empire": -eps * mean(honest) * n_h / n_b); ``alie`` ("a little is enough", official
+            "little": mean - z * std of honest updates); ``omniscient`` (-mean(honest) for LiD-FL; scaled so
+            that the plain mean equals -mean(honest) for single-model aggregators, as official SigMdl).
+        ipm_epsilon: IPM scale (official ``--empire_para 1.1``).
+        alie_z: ALIE z (official ``--little_z 20``, the value the official runs use, since Baruch et al.'s
+            ``norm.ppf`` formula is undefined under a malicious majority). ``None`` uses Baruch et al.'s
+            formula and raises when it is undefined.
+    """
+
+    name: Literal["none", "signflip", "gauss", "labelflip", "ipm", "alie", "omniscient"] = "signflip"
+    ipm_epsilon: float = 1.1
+    alie_z: float | None = 20.0
+
+    def __post_init__(self) -> None:
+        _check(self.name in ATTACKS, "attack name", f"one of {ATTACKS}", self.name)
+        _check(self.ipm_epsilon > 0, "ipm_epsilon", "> 0", self.ipm_epsilon)
+        _check(self.alie_z is None or self.alie_z >= 0, "alie_z", "None or >= 0", self.alie_z)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineConfig(_Serializable):
+    """A single-model robust aggregation baseline (official ``Algorithms/SigMdl``): every client trains
+    each round and the server aggregates all n updates.
+
+    Args:
+        aggregator: one of ``fedavg, median (CWM), trimmed_mean (CWTM), geomed (GM), krum, multikrum,
+            normclip``.
+        local_steps, batch_size, lr: as LiD-FL (official ``scripts/sigmdl.sh``: 25, 32, 0.01).
+        momentum: the official baselines use plain ``SGD`` (``--mu`` only reaches ``CustomSGD``), so 0.
+        trim_fraction: CWTM trims ``min(n // 2, ceil(n * trim_fraction))`` per side; ``None`` = alpha
+            (official ``out_eta = corp_rate``).
+        geomed_iters: Weiszfeld iterations (official ``--gm_iter`` default 1).
+        norm_bound: norm-clipping radius (official fixed bound 0.215771).
+        krum_f: Byzantine count Krum assumes; ``None`` = the true count floor(alpha * n).
+        multikrum_m: how many Krum-selected updates Multi-Krum averages; ``None`` = n - f.
+    """
+
+    aggregator: str = "fedavg"
+    local_steps: int = 25
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.0
+    trim_fraction: float | None = None
+    geomed_iters: int = 1
+    norm_bound: float = 0.215771
+    krum_f: int | None = None
+    multikrum_m: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.aggregator in AGGREGATORS, "aggregator", f"one of {AGGREGATORS}", self.aggregator)
+        _check(self.local_steps >= 1, "local_steps", ">= 1", self.local_steps)
+        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        _check(self.lr > 0, "lr", "> 0", self.lr)
+        _check(0.0 <= self.momentum < 1.0, "momentum", "0 <= momentum < 1", self.momentum)
+        _check(self.trim_fraction is None or 0.0 <= self.trim_fraction < 1.0,
+               "trim_fraction", "None or in [0, 1)", self.trim_fraction)
+        _check(self.geomed_iters >= 1, "geomed_iters", ">= 1", self.geomed_iters)
+        _check(self.norm_bound > 0, "norm_bound", "> 0", self.norm_bound)
+        _check(self.krum_f is None or self.krum_f >= 0, "krum_f", "None or >= 0", self.krum_f)
+        _check(self.multikrum_m is None or self.multikrum_m >= 1, "multikrum_m", "None or >= 1", self.multikrum_m)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimConfig(_Serializable):
+    """The federated setting of the simulator.
+
+    Args:
+        dataset: a ``paperkit.data.image_dataset`` name ("digits", "mnist5k", "fashion-mnist", "cifar10").
+        n_clients: clients (official 35).
+        alpha: fraction of malicious clients; floor(alpha * n) of them, drawn at random.
+        attack: the attack the malicious clients run.
+        model: ``logreg`` (multinomial logistic regression, the paper's convex model) or ``cnn``.
+        partition: ``iid`` or ``dirichlet`` (label shares per client ~ Dir(dirichlet_alpha); paper: 0.1).
+        dirichlet_alpha: concentration of the Dirichlet split.
+        rounds: global rounds (official 1500).
+        eval_every: test every this many rounds (official 50).
+        seed: seeds data split, malicious set, initialisation and all sampling.
+        max_train: optional cap on the training set (quick runs); ``None`` = all.
+    """
+
+    dataset: str = "digits"
+    n_clients: int = 35
+    alpha: float = 0.6
+    attack: AttackConfig = AttackConfig()
+    model: Literal["logreg", "cnn"] = "logreg"
+    partition: Literal["iid", "dirichlet"] = "iid"
+    dirichlet_alpha: float = 0.1
+    rounds: int = 1500
+    eval_every: int = 50
+    seed: int = 0
+    max_train: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attack, dict):
+            object.__setattr__(self, "attack", AttackConfig.from_dict(self.attack))
+        _check(isinstance(self.attack, AttackConfig), "attack", "an AttackConfig", self.attack)
+        _check(self.n_clients >= 2, "n_clients", ">= 2", self.n_clients)
+        _check(0.0 <= self.alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", self.alpha)
+        _check(self.model in MODELS, "model", f"one of {MODELS}", self.model)
+        _check(self.partition in PARTITIONS, "partition", f"one of {PARTITIONS}", self.partition)
+        _check(self.dirichlet_alpha > 0, "dirichlet_alpha", "> 0", self.dirichlet_alpha)
+        _check(self.rounds >= 1, "rounds", ">= 1", self.rounds)
+        _check(self.eval_every >= 1, "eval_every", ">= 1", self.eval_every)
+        _check(self.max_train is None or self.max_train >= self.n_clients, "max_train",
+               f"None or >= n_clients ({self.n_clients})", self.max_train)
+        _check(num_byzantine(self.alpha, self.n_clients) < self.n_clients, "alpha * n_clients",
+               "at least one honest client", (self.alpha, self.n_clients))
+
+    @property
+    def n_byzantine(self) -> int:
+        return num_byzantine(self.alpha, self.n_clients)
