@@ -29,3 +29,16 @@ def test_record_roundtrip_and_table(tmp_path):
     table = render_table([rec], columns=["name", "config.n", "metrics.ms"])
     assert table.splitlines()[2] == "| demo | 3 | 1.235 |"
     assert "python" in environment()
+
+
+def test_poison_outputs_and_compare():
+    from paperkit.testing import compare, poison_outputs
+
+    with poison_outputs():
+        a = torch.empty(3)
+        b = torch.empty_like(torch.zeros(2, dtype=torch.int8))
+    assert torch.isnan(a).all() and (b == 127).all()
+    ref = torch.ones(4)
+    assert compare(ref + 1e-6, ref)["ok"]
+    assert not compare(torch.tensor([1.0, float("nan"), 1, 1]), ref)["ok"]
+    assert not compare(ref + 1, ref)["ok"]
