@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from paperkit.bench import Record, benchmark
 from paperkit.kernels import fp8_quantize_blockwise, quantize_asymmetric, quantize_symmetric, resolve_backend
 

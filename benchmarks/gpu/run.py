@@ -30,7 +30,6 @@ for src in [ROOT / "shared" / "src", *sorted((ROOT / "packages").glob("*/src"))]
         sys.path.append(str(src))
 
 import torch  # noqa: E402
-
 from paperkit.bench import Record, benchmark, render_table  # noqa: E402
 
 PACKAGES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/src"))
@@ -42,7 +41,6 @@ def ceilings() -> list[Record]:
     src, dst = torch.empty(n, device="cuda"), torch.empty(n, device="cuda")
     t = benchmark(lambda: dst.copy_(src), warmup=3, rep=20, device="cuda")
     copy_gbps = 2 * n * 4 / (t.median_ms * 1e-3) / 1e9
-    del src, dst
     m = 8192
     a, b = torch.randn(m, m, device="cuda", dtype=torch.bfloat16), torch.randn(m, m, device="cuda", dtype=torch.bfloat16)
     t2 = benchmark(lambda: a @ b, warmup=3, rep=20, device="cuda")
