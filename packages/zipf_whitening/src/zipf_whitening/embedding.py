@@ -78,6 +78,14 @@ def load_glove_wordfreq(wordlist: str = "large", lang: str = "en") -> tuple[np.n
     return np.ascontiguousarray(vectors[keep]), kept_words, p / p.sum()
 
 
+def _is_fitted(est: Any) -> bool:
+    try:
+        check_is_fitted(est)
+    except NotFittedError:
+        return False
+    return True
+
+
 def _fit_accepts_weights(est: Any) -> bool:
     return "sample_weight" in inspect.signature(est.fit).parameters
 
@@ -138,9 +146,7 @@ class DocumentEmbedder:
         table = self.vectors
         if self.transform is not None:
             est = self.transform
-            try:
-                check_is_fitted(est)
-            except NotFittedError:
+            if not _is_fitted(est):
                 est = clone(est)
                 weighted = _fit_accepts_weights(est) if self.weighted_fit is None else self.weighted_fit
                 if weighted:
