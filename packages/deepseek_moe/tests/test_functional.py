@@ -83,7 +83,7 @@ def test_bias_update_sign_rule_and_maxvio():
 
 def test_sequence_balance_loss_uniform_value():
     # perfectly balanced routing and uniform affinities: sum_i f_i P_i = sum_i 1 * 1/E = 1
-    E, K, S = 4, 2, 8
+    E, S = 4, 8
     scores = torch.full((S, E), 0.5, requires_grad=True)
     idx = torch.tensor([[0, 1], [2, 3]] * (S // 2))
     loss = Fn.sequence_balance_loss(scores, idx, batch=1, alpha=1.0)

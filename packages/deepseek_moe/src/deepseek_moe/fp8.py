@@ -37,14 +37,10 @@ def act_quant(x: Tensor, block: int = 128, scale_fmt: str | None = None) -> tupl
 
 
 def weight_quant(w: Tensor, block: int = 128, scale_fmt: str | None = None) -> tuple[Tensor, Tensor]:
-    """Quantize a 2-D weight per ``block`` x ``block`` block (ragged edges padded): e4m3 [N, K], fp32 [N/b, K/b]."""
+    """Quantize a 2-D weight per ``block`` x ``block`` block (ragged edges allowed): e4m3 [N, K], fp32 [N/b, K/b]."""
     if w.dim() != 2:
         raise ValueError(f"weight_quant: expected a 2-D weight, got shape {tuple(w.shape)}")
-    N, K = w.shape
-    pn, pk = -N % block, -K % block
-    wp = F.pad(w.float(), (0, pk, 0, pn)) if pn or pk else w.float()
-    q, s = _pk().fp8_quantize_blockwise(wp.contiguous(), block=(block, block), pow2_scale=scale_fmt == "ue8m0")
-    return q[:N, :K].contiguous(), s.float()
+    return _pk().fp8_quantize_blockwise(w.contiguous(), block=(block, block), pow2_scale=scale_fmt == "ue8m0")
 
 
 def weight_dequant(w: Tensor, scale: Tensor, block: int = 128, dtype: torch.dtype = torch.float32) -> Tensor:
