@@ -19,18 +19,18 @@ class _TiledAttention(torch.autograd.Function):
     """Autograd wrapper of the torch tiled forward/backward (saves O and LSE, never P)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, mask, dense, scale, tiling):
-        o, lse = tiled_attention_forward(q, k, v, mask, scale=scale, dense_mask=dense, tiling=tiling)
+    def forward(ctx, q, k, v, mask, dense, scale, tiling, off):
+        o, lse = tiled_attention_forward(q, k, v, mask, scale=scale, dense_mask=dense, tiling=tiling, off=off)
         ctx.save_for_backward(q, k, v, o, lse)
-        ctx.mask, ctx.dense, ctx.scale, ctx.tiling = mask, dense, scale, tiling
+        ctx.mask, ctx.dense, ctx.scale, ctx.tiling, ctx.off = mask, dense, scale, tiling, off
         return o, lse
 
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = tiled_attention_backward(do.contiguous(), q, k, v, o, lse, ctx.mask, scale=ctx.scale,
-                                              dense_mask=ctx.dense, dlse=dlse, tiling=ctx.tiling)
-        return dq, dk, dv, None, None, None, None
+                                              dense_mask=ctx.dense, dlse=dlse, tiling=ctx.tiling, off=ctx.off)
+        return dq, dk, dv, None, None, None, None, None
 
 
 def _check_inputs(q, k, v, scale, mask) -> None:
@@ -105,6 +105,7 @@ def attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False, scale: float | None = None,
     window: int | tuple[int, int] | None = None, mask: TilingMask | torch.Tensor | None = None,
     return_lse: bool = False, backend: str = "auto", tiling: TilingConfig | None = None,
+    q_offset: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Exact softmax attention in O(N) memory (FlashAttention-2 with FastAttention's tiling).
 
@@ -125,6 +126,9 @@ def attention(
         backend: "auto" (Triton on CUDA when supported, else torch), "reference" (naive, materialises the
             scores: tests only), "torch" (tiled, linear memory), or "triton".
         tiling: block sizes (:class:`TilingConfig`), default ``DEFAULT_TILING``.
+        q_offset: position of query 0 in key coordinates, for causal / window masks; default
+            ``Lk - Lq`` (bottom-right). Lets a query chunk attend to a key chunk of a longer sequence
+            (chunked prefill, split KV) with the right mask.
 
     Returns:
         the output [batch, heads, Lq, v_head_dim] in q's dtype, and the LSE if ``return_lse``.
@@ -148,14 +152,17 @@ def attention(
         tmask = TilingMask(is_causal=tmask.is_causal, left=tmask.left, right=tmask.right,
                            layout=tmask.layout.to(q.device), layout_block=tmask.layout_block)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if q_offset is not None and (not isinstance(q_offset, int) or isinstance(q_offset, bool)):
+        raise TypeError(f"attention: q_offset must be None or an int, got {q_offset!r}")
+    off = k.shape[2] - q.shape[2] if q_offset is None else q_offset
     which = resolve(backend, q, k, v, tmask, dense)
     if which == "reference":
-        o, lse = attention_reference(q, k, v, tmask, scale=scale, dense_mask=dense)
+        o, lse = attention_reference(q, k, v, tmask, scale=scale, dense_mask=dense, off=off)
         lse = lse.float() if q.dtype != torch.float64 else lse
     elif which == "torch":
-        o, lse = _TiledAttention.apply(q, k, v, tmask, dense, scale, tiling)
+        o, lse = _TiledAttention.apply(q, k, v, tmask, dense, scale, tiling, off)
     else:
         from fastattention.kernels import triton_attention
 
-        o, lse = triton_attention(q, k, v, tmask, scale, tiling)
+        o, lse = triton_attention(q, k, v, tmask, scale, tiling, off)
     return (o, lse) if return_lse else o

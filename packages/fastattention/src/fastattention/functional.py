@@ -32,7 +32,7 @@ NEG_INF = float("-inf")
 # --------------------------------------------------------------------------------------- reference
 def attention_reference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: TilingMask | None = None, *,
-    scale: float | None = None, dense_mask: torch.Tensor | None = None, upcast: bool = True,
+    scale: float | None = None, dense_mask: torch.Tensor | None = None, upcast: bool = True, off: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Naive softmax attention (materialises the [Lq, Lk] scores; for tests only).
 
@@ -42,6 +42,7 @@ def attention_reference(
         scale: softmax scale, default 1 / sqrt(d).
         dense_mask: optional bool (True = keep) or additive float mask broadcastable to [b, h, i, j].
         upcast: compute in fp32 (or fp64 if the inputs are fp64).
+        off: key position of query 0 (default ``Lk - Lq``, bottom-right).
 
     Returns:
         (out [b, h, i, e] in q's dtype, lse [b, h, i] fp32/fp64).
@@ -54,7 +55,7 @@ def attention_reference(
     vr = v.to(dt).repeat_interleave(h // hk, dim=1)
     s = (q.to(dt) @ kr.transpose(-1, -2)) * scale  # (b, h, i, j)
     if mask is not None:
-        s = s.masked_fill(~mask.dense(lq, lk, q.device), NEG_INF)
+        s = s.masked_fill(~mask.dense(lq, lk, q.device, off=off), NEG_INF)
     if dense_mask is not None:
         s = s.masked_fill(~dense_mask, NEG_INF) if dense_mask.dtype == torch.bool else s + dense_mask.to(dt)
     lse = torch.logsumexp(s, dim=-1)  # (b, h, i); -inf for fully masked rows

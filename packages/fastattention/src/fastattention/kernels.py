@@ -268,8 +268,9 @@ def _prec(dtype: torch.dtype) -> str:
 
 
 def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: TilingMask, scale: float,
-                  tiling: TilingConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the forward kernel. q [b, h, i, d], k/v [b, hk, j, d] contiguous. Returns (o, lse fp32)."""
+                  tiling: TilingConfig, off: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the forward kernel. q [b, h, i, d], k/v [b, hk, j, d] contiguous; ``off`` = key position of
+    query 0 (default Lk - Lq). Returns (o, lse fp32)."""
     b, h, lq, d = q.shape
     hk, lk = k.shape[1], k.shape[2]
     o = torch.empty_like(q)
@@ -279,16 +280,18 @@ def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Tilin
     grid = (triton.cdiv(lq, bm), b * h)
     _attn_fwd_kernel[grid](
         q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-        h, h // hk, lq, lk, lk - lq, left, right, scale * LOG2E,
+        h, h // hk, lq, lk, lk - lq if off is None else off, left, right, scale * LOG2E,
         D=d, BLOCK_D=_block_d(d), BLOCK_M=bm, BLOCK_N=bn, BLOCK_N_OUTER=bno, PREC=_prec(q.dtype),
         num_warps=tiling.triton_num_warps, num_stages=tiling.triton_num_stages)
     return o, lse
 
 
-def attention_bwd(do, q, k, v, o, lse, dlse, mask: TilingMask, scale: float, tiling: TilingConfig):
+def attention_bwd(do, q, k, v, o, lse, dlse, mask: TilingMask, scale: float, tiling: TilingConfig,
+                  off: int | None = None):
     """Launch the backward kernels. Returns (dq, dk, dv)."""
     b, h, lq, d = q.shape
     hk, lk = k.shape[1], k.shape[2]
+    off = lk - lq if off is None else off
     do = do.contiguous()
     delta = (do.float() * o.float()).sum(-1)  # (b, h, i)
     if dlse is not None:
@@ -301,34 +304,34 @@ def attention_bwd(do, q, k, v, o, lse, dlse, mask: TilingMask, scale: float, til
     nw = 4 if d <= 64 else 8
     _attn_bwd_dkdv_kernel[(triton.cdiv(lk, bn), b * hk)](
         q, k, v, do, lse2, delta, dk, dv, *q.stride(), *k.stride(), *v.stride(),
-        h, hk, h // hk, lq, lk, lk - lq, left, right, scale * LOG2E,
+        h, hk, h // hk, lq, lk, off, left, right, scale * LOG2E,
         BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=tiling.triton_num_stages, **common)
     _attn_bwd_dq_kernel[(triton.cdiv(lq, bn), b * h)](
         q, k, v, do, lse2, delta, dq, *q.stride(), *k.stride(), *v.stride(),
-        h, h // hk, lq, lk, lk - lq, left, right, scale * LOG2E,
+        h, h // hk, lq, lk, off, left, right, scale * LOG2E,
         BLOCK_M=bn, BLOCK_N=bm, num_warps=nw, num_stages=tiling.triton_num_stages, **common)
     return dq, dk, dv
 
 
 class _TritonAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, mask, scale, tiling):
+    def forward(ctx, q, k, v, mask, scale, tiling, off):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        o, lse = attention_fwd(q, k, v, mask, scale, tiling)
+        o, lse = attention_fwd(q, k, v, mask, scale, tiling, off)
         ctx.save_for_backward(q, k, v, o, lse)
-        ctx.mask, ctx.scale, ctx.tiling = mask, scale, tiling
+        ctx.mask, ctx.scale, ctx.tiling, ctx.off = mask, scale, tiling, off
         return o, lse
 
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = attention_bwd(do, q, k, v, o, lse, dlse, ctx.mask, ctx.scale, ctx.tiling)
-        return dq, dk, dv, None, None, None
+        dq, dk, dv = attention_bwd(do, q, k, v, o, lse, dlse, ctx.mask, ctx.scale, ctx.tiling, ctx.off)
+        return dq, dk, dv, None, None, None, None
 
 
 def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: TilingMask, scale: float,
-                     tiling: TilingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                     tiling: TilingConfig, off: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable Triton attention; returns (o, lse). Callers validate inputs (see ``attention``)."""
     if not HAS_TRITON:
         raise RuntimeError("triton_attention: triton is not installed")
-    return _TritonAttention.apply(q, k, v, mask, scale, tiling)
+    return _TritonAttention.apply(q, k, v, mask, scale, tiling, off)
