@@ -30,7 +30,7 @@ import torch
 Array = np.ndarray | torch.Tensor
 
 #: Rows per chunk in the fast moment pass: bounds the float64 scratch to chunk x d.
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 16_384
 
 
 def as_float64(x: Array, device: torch.device | str | None = None) -> torch.Tensor:
@@ -65,12 +65,16 @@ def normalize_weights(p: Array, n: int | None = None) -> torch.Tensor:
 
 
 def weighted_moments(X: Array, p: Array | None = None, *, chunk: int = CHUNK_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted mean and (population) covariance in float64, in chunks.
+    """Weighted mean and (population) covariance, accumulated in float64, in chunks.
+
+    The mean and the centring are always float64. For float32 input the per-chunk cross product
+    runs as a float32 GEMM on the already-centred chunk (half the time; relative error ~1e-6 per
+    chunk) and the chunk results are summed in float64; float64 input stays float64 throughout.
 
     Args:
         X: (V, d) vectors, any float dtype; numpy or torch (any device).
         p: (V,) weights summing to 1 (use :func:`normalize_weights`); ``None`` means uniform 1/V.
-        chunk: rows per chunk (bounds the float64 scratch memory to chunk x d).
+        chunk: rows per chunk (bounds the scratch memory to chunk x d).
 
     Returns:
         ``(mu (d,), C (d, d))`` with ``mu = sum_i p_i x_i`` and ``C = sum_i p_i (x_i - mu)(x_i - mu)^T``.
@@ -78,16 +82,16 @@ def weighted_moments(X: Array, p: Array | None = None, *, chunk: int = CHUNK_ROW
     Xt = X if isinstance(X, torch.Tensor) else torch.from_numpy(np.asarray(X))
     V, d = Xt.shape
     dev = Xt.device
-    pt = None if p is None else as_float64(p, dev)
+    gemm_dtype = torch.float32 if Xt.dtype in (torch.float32, torch.float16, torch.bfloat16) else torch.float64
+    pt = torch.full((V,), 1.0 / V, dtype=torch.float64, device=dev) if p is None else as_float64(p, dev)
     mu = torch.zeros(d, dtype=torch.float64, device=dev)
-    for s in range(0, V, chunk):  # pass 1: the mean
-        xc = Xt[s:s + chunk].to(torch.float64)  # (c, d)
-        mu += xc.sum(0) / V if pt is None else pt[s:s + chunk] @ xc
+    for s in range(0, V, chunk):  # pass 1: the mean, float64
+        mu += pt[s:s + chunk] @ Xt[s:s + chunk].to(torch.float64)
     C = torch.zeros(d, d, dtype=torch.float64, device=dev)
     for s in range(0, V, chunk):  # pass 2: the centred second moment (two passes: no cancellation)
-        xc = Xt[s:s + chunk].to(torch.float64) - mu  # (c, d)
-        wc = xc / V if pt is None else xc * pt[s:s + chunk, None]
-        C += wc.T @ xc
+        xc = (Xt[s:s + chunk].to(torch.float64) - mu).to(gemm_dtype)  # (c, d)
+        wc = xc * pt[s:s + chunk, None].to(gemm_dtype)
+        C += (wc.T @ xc).to(torch.float64)
     return mu, (C + C.T) / 2
 
 
@@ -129,9 +133,16 @@ def whitening_from_moments(
 
 
 def whiten(X: Array, mu: torch.Tensor, components: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``(X - mu) @ components.T * scale`` in float64: (V, d) -> (V, k)."""
-    Xt = as_float64(X, mu.device)
-    return ((Xt - mu) @ components.T) * scale
+    """``(X - mu) @ components.T * scale``: (V, d) -> (V, k).
+
+    float64 for float64 input; float32 input is centred and projected in float32 (the output is
+    float32 anyway), which halves time and memory on large vocabularies.
+    """
+    Xt = X if isinstance(X, torch.Tensor) else torch.from_numpy(np.asarray(X))
+    dt = torch.float32 if Xt.dtype in (torch.float32, torch.float16, torch.bfloat16) else torch.float64
+    Xt = Xt.to(device=mu.device, dtype=dt)
+    T = (components.T * scale).to(dt)  # (d, k)
+    return (Xt - mu.to(dt)) @ T
 
 
 def whitening_reference(W: Array, p: Array | None = None, *, ddof: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -66,6 +66,17 @@ def sym2(X: Array, p: Array | None = None) -> float:
     return _entropy_score(torch.linalg.eigvalsh(C))
 
 
+def _isoscore_from_spectrum(s: torch.Tensor) -> float:
+    s = s.clamp_min(0)
+    d = s.numel()
+    if float(s.norm()) == 0:
+        raise ValueError("IsoScore is undefined for a space with zero variance")
+    s_hat = math.sqrt(d) * s / s.norm()
+    delta = float((s_hat - 1).norm()) / math.sqrt(2 * (d - math.sqrt(d)))
+    phi = (d - delta**2 * (d - math.sqrt(d))) ** 2 / d**2
+    return (d * phi - 1) / (d - 1)
+
+
 def isoscore(X: Array, p: Array | None = None) -> float:
     """IsoScore (Rudman et al. 2022, Alg. 1): how uniformly the principal axes share the variance.
 
@@ -76,14 +87,7 @@ def isoscore(X: Array, p: Array | None = None) -> float:
     """
     Xt = _check(X)
     _, C = weighted_moments(Xt, _weights(Xt, p))
-    s = torch.linalg.eigvalsh(C).clamp_min(0)
-    d = s.numel()
-    if float(s.norm()) == 0:
-        raise ValueError("IsoScore is undefined for a space with zero variance")
-    s_hat = math.sqrt(d) * s / s.norm()
-    delta = float((s_hat - 1).norm()) / math.sqrt(2 * (d - math.sqrt(d)))
-    phi = (d - delta**2 * (d - math.sqrt(d))) ** 2 / d**2
-    return (d * phi - 1) / (d - 1)
+    return _isoscore_from_spectrum(torch.linalg.eigvalsh(C))
 
 
 def average_cosine(X: Array, p: Array | None = None) -> float:
@@ -105,13 +109,20 @@ def average_cosine(X: Array, p: Array | None = None) -> float:
 
 
 def symmetry_scores(X: Array, p: Array | None = None) -> dict[str, float]:
-    """All scores at once: Zipfian (needs ``p``) and uniform sym1/sym2, IsoScore and ``1 - avg cos``."""
+    """All scores at once: Zipfian (needs ``p``) and uniform sym1/sym2, IsoScore and ``1 - avg cos``.
+
+    Shares one pass over X per prior (the uniform spectrum serves sym2_uniform and IsoScore).
+    """
+    Xt = _check(X)
+    norms = Xt.norm(dim=1)
     out = {}
-    if p is not None:
-        out["sym1_zipf"] = sym1(X, p)
-        out["sym2_zipf"] = sym2(X, p)
-    out["sym1_uniform"] = sym1(X)
-    out["sym2_uniform"] = sym2(X)
-    out["isoscore"] = isoscore(X)
-    out["one_minus_avg_cos"] = 1.0 - average_cosine(X)
+    priors = ([("zipf", _weights(Xt, p))] if p is not None else []) + [("uniform", _weights(Xt, None))]
+    for name, w in priors:
+        mu, C = weighted_moments(Xt, w)
+        lam = torch.linalg.eigvalsh(C)
+        out[f"sym1_{name}"] = 1.0 - float(mu.norm()) / float(w @ norms)
+        out[f"sym2_{name}"] = _entropy_score(lam)
+        if name == "uniform":
+            out["isoscore"] = _isoscore_from_spectrum(lam)
+    out["one_minus_avg_cos"] = 1.0 - average_cosine(Xt)
     return out
