@@ -170,6 +170,18 @@ class ProperLoss:
     def _check_q(self, q: Tensor, name: str = "q") -> Tensor:
         return check_simplex(q, name, self.num_classes)
 
+    def _check_pair(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        q, p = self._check_q(q), self._check_q(p, "p")
+        if q.shape[-1] != p.shape[-1]:
+            raise ValueError(f"q and p must have the same number of classes, got K={q.shape[-1]} for q and "
+                             f"K={p.shape[-1]} for p")
+        try:
+            np.broadcast_shapes(tuple(q.shape), tuple(p.shape))  # (torch.broadcast_shapes imports sympy)
+        except ValueError:
+            raise ValueError(f"q and p must have broadcastable batch shapes, got {tuple(q.shape)} and "
+                             f"{tuple(p.shape)}") from None
+        return q, p
+
     def _prepare_pred(self, q: Tensor, need: Tensor | None) -> Tensor:
         """Clip (if asked) or reject zero probabilities where this loss is infinite.
 
@@ -207,8 +219,8 @@ class ProperLoss:
     @_array_io
     def risk(self, q, p):
         """Conditional risk ``L(q; p) = Σ_y p_y ℓ(q, y)`` (computed from the loss, not from ``H``)."""
-        q, p = self._check_q(q), self._check_q(p, "p")
-        q = self._prepare_pred(q, p > 0)
+        q, p = self._check_pair(q, p)
+        q = self._prepare_pred(q, (p > 0).expand(np.broadcast_shapes(tuple(q.shape), tuple(p.shape))))
         return (p * torch.where(p > 0, self._losses(q), torch.zeros_like(q))).sum(-1)
 
     @_array_io
@@ -233,13 +245,18 @@ class ProperLoss:
     @_array_io
     def regret(self, q, p):
         """Surrogate regret ``R(q; p) = L(q; p) - H(p) = D_Φ(p, q) >= 0`` (Bregman divergence of ``-H``)."""
-        q, p = self._check_q(q), self._check_q(p, "p")
-        q = self._prepare_pred(q, p > 0)
+        q, p = self._check_pair(q, p)
+        q = self._prepare_pred(q, (p > 0).expand(np.broadcast_shapes(tuple(q.shape), tuple(p.shape))))
         return self._regret(q, p)
 
     @_array_io
     def loss_grad(self, q, y):
-        """``∂ℓ(q, y)/∂q = ∇²Φ(q)(q - e_y)`` (differentiate the Savage representation)."""
+        """``∂ℓ(q, y)/∂q = ∇²Φ(q)(q - e_y)`` (differentiate the Savage representation).
+
+        Off the simplex a loss formula can be extended in many ways, so a gradient in ``q`` is unique
+        only up to a multiple of the all-ones vector (the simplex normal); this is the gradient of the
+        Savage extension. Its tangent part (what any link or constrained update sees) is unique.
+        """
         q = self._check_q(q)
         y = check_labels(y, q.shape[:-1], q.shape[-1])
         e = _onehot(y, q.shape[-1], q.dtype)
@@ -355,7 +372,7 @@ class PseudoSphericalLoss(ProperLoss):
         return {"alpha": self.alpha}
 
     def _norm(self, p):
-        return torch.linalg.vector_norm(p, ord=self.alpha, dim=-1)
+        return (p.abs() ** self.alpha).sum(-1) ** (1 / self.alpha)
 
     def _bayes(self, p):
         return -self._norm(p)
@@ -602,6 +619,10 @@ class SavageLoss(ProperLoss):
     def _grad_bayes(self, p):
         if self._g is not None:
             return self._g(p)
+        if p.requires_grad and torch.is_grad_enabled():
+            # keep the graph so that losses built from ∇H can be differentiated again
+            (g,) = torch.autograd.grad(self._bayes(p).sum(), p, create_graph=True)
+            return g
         with torch.enable_grad():
             x = p.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self._bayes(x).sum(), x)
