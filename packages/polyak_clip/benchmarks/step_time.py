@@ -60,7 +60,7 @@ def main() -> Record:
 
         metrics[name] = {"update_ms": benchmark(update_only, warmup=3, rep=20).median_ms,
                          "train_step_ms": benchmark(full, warmup=3, rep=20).median_ms}
-    for name, m in metrics.items():
+    for m in metrics.values():
         m["update_vs_sgd"] = m["update_ms"] / metrics["SGD"]["update_ms"]
         m["train_step_vs_sgd"] = m["train_step_ms"] / metrics["SGD"]["train_step_ms"]
     rec = Record("polyak_clip/step_time", config={"params": n, "batch": 8, "device": "cpu",
