@@ -32,20 +32,20 @@ def test_matrix_flow_matches_eigen_ode_on_aligned_init():
     g0 = torch.tensor([0.5, 0.3, 0.8], dtype=torch.float64)
     W, Wp, Wg = aligned_init(d, n, s0, p0, g0)
     prm = FlowParams(eta=0.1, sigma2=0.5, lam=1.0)
-    m = matrix_flow(W, Wp, Wg, prm, t_max=3.0, dt=0.001, record_every=3000)
-    e = eigen_flow(s0, p0, g0, eta=0.1, sigma2=0.5, lam=1.0, t_max=3.0, dt=0.001, record_every=3000)
+    m = matrix_flow(W, Wp, Wg, prm, t_max=2.0, dt=0.002, record_every=1000)
+    e = eigen_flow(s0, p0, g0, eta=0.1, sigma2=0.5, lam=1.0, t_max=2.0, dt=0.01, record_every=1000)
     torch.testing.assert_close(m["eig"][-1], e["s"][-1].sort(descending=True).values, rtol=2e-3, atol=1e-5)
     # SimSiam (no g, lambda = 0)
-    m0 = matrix_flow(W, Wp, None, prm, t_max=3.0, dt=0.001, record_every=3000)
-    e0 = eigen_flow(s0, p0, g0, eta=0.1, sigma2=0.5, lam=0.0, t_max=3.0, dt=0.001, record_every=3000)
+    m0 = matrix_flow(W, Wp, None, prm, t_max=2.0, dt=0.002, record_every=1000)
+    e0 = eigen_flow(s0, p0, g0, eta=0.1, sigma2=0.5, lam=0.0, t_max=2.0, dt=0.01, record_every=1000)
     torch.testing.assert_close(m0["eig"][-1], e0["s"][-1].sort(descending=True).values, rtol=2e-3, atol=1e-5)
 
 
 def test_simsiam_collapses_where_phinet_survives():
     eta = 0.25          # between 1/(4k) = 0.167 and (1 + 1)/(4k) = 0.333 at sigma^2 = 0.5
     assert critical_eta(0.5, 0.0) < eta < critical_eta(0.5, 1.0)
-    s = eigen_flow(0.5, 0.3, 0.5, eta=eta, sigma2=0.5, lam=0.0, t_max=200, dt=0.05)["s"][-1]
-    q = eigen_flow(0.5, 0.3, 0.5, eta=eta, sigma2=0.5, lam=1.0, t_max=200, dt=0.05)["s"][-1]
+    s = eigen_flow(0.5, 0.3, 0.5, eta=eta, sigma2=0.5, lam=0.0, t_max=100, dt=0.1)["s"][-1]
+    q = eigen_flow(0.5, 0.3, 0.5, eta=eta, sigma2=0.5, lam=1.0, t_max=100, dt=0.1)["s"][-1]
     assert s < 1e-6 < 0.1 < q
 
 

@@ -72,11 +72,11 @@ def cmd_train(args: argparse.Namespace, online: bool = False) -> dict:
     if online:
         tr.fit_online(X[torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))])
     else:
-        def eval_fn(ep: int) -> dict:
+        def ckpt(ep: int) -> None:
             if args.ckpt_every and ep % args.ckpt_every == 0:
                 tr.save(out / "checkpoint.pt")
-            return tr.evaluate(X, y, Xt, yt)
-        tr.fit(X, eval_fn=eval_fn)
+
+        tr.fit(X, eval_fn=lambda ep: tr.evaluate(X, y, Xt, yt), epoch_fn=ckpt)
     tr.save(out / "checkpoint.pt")
     res = {"model_cfg": tr.model_cfg.to_dict(), "train_cfg": tr.cfg.to_dict(), "steps": tr.step,
            "final": tr.evaluate(X, y, Xt, yt, probe=args.probe), "log": tr.log}
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--ckpt-every", type=int, default=0)
         p.add_argument("--probe", action="store_true", help="also run the linear probe at the end")
         p.add_argument("--probe-epochs", type=int, default=100)
-        p.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
+        p.add_argument("--resume", default=None,
+                       help="checkpoint.pt to start from (weights, optimiser, RNG; the lr schedule restarts)")
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         p.add_argument("--out", default=f"runs/{name}")
     p = sub.add_parser("continual", help="Split tasks in sequence (forgetting)")

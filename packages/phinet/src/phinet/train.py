@@ -102,10 +102,12 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------ settings
-    def fit(self, X: Tensor, epochs: int | None = None, eval_fn: Callable[[int], dict] | None = None) -> Trainer:
+    def fit(self, X: Tensor, epochs: int | None = None, eval_fn: Callable[[int], dict] | None = None,
+            epoch_fn: Callable[[int], None] | None = None) -> Trainer:
         """Offline training: ``epochs`` (default ``cfg.epochs``) shuffled passes, last partial batch dropped.
 
         ``eval_fn(epoch)`` runs every ``cfg.eval_every`` epochs; its dict goes to ``self.log``.
+        ``epoch_fn(epoch)`` runs after every epoch (e.g. checkpointing).
         """
         self._check_data(X)
         epochs = epochs or self.cfg.epochs
@@ -121,6 +123,8 @@ class Trainer:
         warm = min(int(round(self.cfg.warmup_epochs * spe)), total)
 
         def on_epoch(ep: int) -> None:
+            if epoch_fn:
+                epoch_fn(ep)
             if eval_fn and self.cfg.eval_every and ep % self.cfg.eval_every == 0:
                 row = {"epoch": ep, "step": self.step, **eval_fn(ep)}
                 self.log.append(row)
