@@ -104,7 +104,7 @@ class ProperLoss:
     Subclasses implement the torch math on validated inputs:
     ``_bayes(p)``, ``_grad_bayes(p)``, ``_hvp(q, v)`` (``∇²Φ(q) v``), ``_losses(q)`` (``ℓ(q, y)`` for every
     ``y``), and may override ``_regret`` (a numerically stable ``D_Φ(p, q)``), ``_scaled_hvp``
-    (``q ⊙ ∇²Φ(q) v``, used by the fused softmax gradient) and ``_logit_losses``.
+    (``q ⊙ ∇²Φ(q) v``, used by the fused softmax gradient) and ``_losses_from_log_softmax``.
 
     Args:
         clip: if given, predictions are clipped to ``[clip, 1]`` and renormalised before evaluating a loss
@@ -155,8 +155,9 @@ class ProperLoss:
     def _scaled_hvp(self, q: Tensor, v: Tensor) -> Tensor:
         return q * self._hvp(q, v)
 
-    def _logit_losses(self, z: Tensor) -> Tensor:
-        return self._losses(torch.softmax(z, -1))
+    def _losses_from_log_softmax(self, lsm: Tensor, q: Tensor) -> Tensor:
+        """``ℓ(softmax(z), ·)`` given ``lsm = log_softmax(z)`` and ``q = exp(lsm)`` (stable forms override)."""
+        return self._losses(q)
 
     def _closed_form_constant(self, s: float, k: int) -> float | None:
         """The strong-properness constant in closed form, or ``None`` when there is none."""
@@ -308,8 +309,8 @@ class LogLoss(ProperLoss):
     def _losses(self, q):
         return -torch.log(q)
 
-    def _logit_losses(self, z):
-        return -torch.log_softmax(z, -1)
+    def _losses_from_log_softmax(self, lsm, q):
+        return -lsm
 
     def _regret(self, q, p):
         return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(-1)

@@ -40,8 +40,9 @@ class _FusedSoftmaxProperLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, y: Tensor, loss: ProperLoss) -> Tensor:
         zd = z.detach()
-        vals = loss._logit_losses(zd).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        q = torch.softmax(zd, -1)
+        lsm = torch.log_softmax(zd, -1)  # (..., K)
+        q = lsm.exp()
+        vals = loss._losses_from_log_softmax(lsm, q).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         ctx.save_for_backward(q, y)
         ctx.loss = loss
         return vals
@@ -50,10 +51,10 @@ class _FusedSoftmaxProperLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         q, y = ctx.saved_tensors
-        e = torch.nn.functional.one_hot(y, q.shape[-1]).to(q.dtype)
-        a = ctx.loss._scaled_hvp(q, q - e)  # q ⊙ ∇²Φ(q)(q - e_y)
-        gz = a - q * a.sum(-1, keepdim=True)  # Jᵀ ∇²Φ(q)(q - e_y)
-        return gz * grad_out.unsqueeze(-1), None, None
+        d = q.clone().scatter_add_(-1, y.unsqueeze(-1), torch.full_like(q[..., :1], -1.0))  # q - e_y
+        a = ctx.loss._scaled_hvp(q, d)  # q ⊙ ∇²Φ(q)(q - e_y)
+        gz = a.sub_(q * a.sum(-1, keepdim=True)) if a is not d else d.sub_(q * d.sum(-1, keepdim=True))
+        return gz.mul_(grad_out.unsqueeze(-1)), None, None
 
 
 def composite_loss(scores: Tensor, y: Tensor, loss: ProperLoss | str, *, link: str | Callable = "softmax",
@@ -106,7 +107,8 @@ def composite_loss(scores: Tensor, y: Tensor, loss: ProperLoss | str, *, link: s
         raise ValueError("scores must be finite")
     if fused:
         return _FusedSoftmaxProperLoss.apply(scores, y, loss)
-    return loss._logit_losses(scores).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    lsm = torch.log_softmax(scores, -1)
+    return loss._losses_from_log_softmax(lsm, lsm.exp()).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
 
 def _per_example(loss: ProperLoss, q: Tensor, y: Tensor) -> Tensor:
