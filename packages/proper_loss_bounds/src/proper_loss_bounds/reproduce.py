@@ -59,7 +59,7 @@ def _save_json(out: Path, name: str, payload: dict) -> Path:
 def psi_config(quick: bool) -> RegretBoundConfig:
     if quick:
         return RegretBoundConfig(num_r=11, num_candidates=1024, refine_rounds=6)
-    return RegretBoundConfig(num_r=21, r_min=1e-8, num_candidates=8192, refine_rounds=10)
+    return RegretBoundConfig(num_r=16, r_min=1e-8, num_candidates=4096, refine_rounds=8)
 
 
 def run_psi_slope(cfg: RegretBoundConfig, norms=(2.0,), progress: bool = True) -> dict:
@@ -173,8 +173,8 @@ def theorems(quick: bool, out: Path) -> list[Claim]:
 def curve_config(quick: bool) -> LearningCurveConfig:
     if quick:
         return LearningCurveConfig(sample_sizes=(250, 1000, 4000, 16000), seeds=(0, 1), num_test=10000)
-    return LearningCurveConfig(sample_sizes=(125, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000),
-                               seeds=(0, 1, 2, 3, 4), losses=("log", "brier", "spherical", "tsallis-1.5", "tsallis-3"))
+    return LearningCurveConfig(sample_sizes=(125, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
+                               seeds=(0, 1, 2, 3), losses=("log", "brier", "spherical", "tsallis-1.5", "tsallis-3"))
 
 
 def plot_curve(res: dict, path: Path) -> None:
