@@ -8,7 +8,9 @@ run ``(n, d) -> (d,)`` and follows the official ``federatedFrameW/utils/aggr_uti
 * ``median``: coordinate-wise median, averaging the two middle values for even n (``np.median``; CWM).
 * ``trimmed_mean``: coordinate-wise mean after dropping t = min(ceil(beta n), (n - 1) // 2) values per side
   (``ra_CWTM``; the official cap is n // 2, which leaves nothing for even n, so we keep one value).
-* ``geomed``: geometric median by Weiszfeld iterations started at the mean (``ra_GM``, tRFA).
+* ``geomed``: geometric median by Weiszfeld iterations started at the mean (``ra_GM``, tRFA). The official
+  ``ra_GM`` divides the previous iteration's weights (they compound and overflow after a few dozen
+  iterations); we use tRFA's fixed unit weights over the distance, identical at the default 1 iteration.
 * ``krum`` / ``multikrum``: Blanchard et al. 2017; score = sum of squared distances to the n - f - 2
   nearest others (at least 1 when f is a majority); Multi-Krum averages the m best-scored updates
   (scores computed once, as Flower's ``MultiKrum``). Not in the official code.
@@ -69,7 +71,7 @@ def geomed(updates: Tensor, iters: int = 1, tol: float = 1e-6) -> Tensor:
     active = torch.ones(updates.shape[0], dtype=torch.bool, device=updates.device)
     for _ in range(iters):
         dist = torch.linalg.vector_norm(updates - z.unsqueeze(1), dim=-1).clamp_min(1e-5)  # (R, n)
-        w_new = w / dist  # the official code divides the previous weights (weights are carried over)
+        w_new = 1.0 / dist  # Weiszfeld (tRFA): the original unit weights over the distance
         z_new = (w_new.unsqueeze(-1) * updates).sum(1) / w_new.sum(1, keepdim=True)
         obj_new = (torch.linalg.vector_norm(updates - z_new.unsqueeze(1), dim=-1) * w_new).sum(1)
         z = torch.where(active.unsqueeze(-1), z_new, z)
@@ -181,7 +183,7 @@ def geomed_reference(points: Tensor, iters: int = 1, tol: float = 1e-6) -> Tenso
     obj = objective(z, weights)
     for _ in range(iters):
         prev = obj
-        weights = [w / max(1e-5, float(torch.linalg.vector_norm(z - p))) for w, p in zip(weights, pts)]
+        weights = [1.0 / max(1e-5, float(torch.linalg.vector_norm(z - p))) for p in pts]
         z = sum(w * p for w, p in zip(weights, pts)) / sum(weights)
         obj = objective(z, weights)
         if abs(prev - obj) < tol * obj:

@@ -212,8 +212,9 @@ class SimConfig(_Serializable):
         _check(self.eval_every >= 1, "eval_every", ">= 1", self.eval_every)
         _check(self.max_train is None or self.max_train >= self.n_clients, "max_train",
                f"None or >= n_clients ({self.n_clients})", self.max_train)
-        _check(num_byzantine(self.alpha, self.n_clients) < self.n_clients, "alpha * n_clients",
-               "at least one honest client", (self.alpha, self.n_clients))
+        _check(self.alpha == 0 or self.attack.name == "none" or num_byzantine(self.alpha, self.n_clients) >= 1,
+               "floor(alpha * n_clients) malicious clients", "at least 1 when alpha > 0 under an attack (too few clients)",
+               (self.alpha, self.n_clients))
 
     @property
     def n_byzantine(self) -> int:

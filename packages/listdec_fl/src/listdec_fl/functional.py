@@ -218,5 +218,5 @@ def local_sgd_reference(module: torch.nn.Module, velocity: list[Tensor], batches
             for p, buf in zip(module.parameters(), velocity):
                 buf.mul_(momentum).add_(p.grad)
                 p.add_(buf, alpha=-lr)
-        total += float(loss)
+        total += float(loss.detach())
     return velocity, total / max(len(batches), 1)

@@ -254,7 +254,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
             atk, is_b = sim.attack.name, bool(S["byz"][c])
             cl = S["honest"] if (is_b and atk in UPDATE_ATTACKS) else torch.tensor([c])
             m = len(cl)
-            plan.append((i, c, is_b, len(rows_c), m))
+            plan.append((i, c, is_b, sum(len(x) for x in rows_c), m))  # (..., row offset, rows)
             rows_c.append(cl)
             rows_th.append(th.expand(m, -1))
             rows_v.append(v.expand(m, -1))
@@ -311,7 +311,8 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
     for S in st:
         res = S["res"]
         res.extra = {"voted_accuracy": S["voted"], "list_accuracy": S["lists"],
-                     "new_kept_rate": sum(S["kept"]) / len(S["kept"]), "clean_in_list": S["cleanfrac"]}
+                     "new_kept_rate": sum(S["kept"]) / len(S["kept"]), "clean_in_list": S["cleanfrac"],
+                     "history": S["ml"].history}
         res.seconds = dt / G
         res.models = torch.stack(S["ml"].models).cpu()
         out.append(res)
