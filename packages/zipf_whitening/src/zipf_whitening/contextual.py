@@ -132,7 +132,8 @@ class TokenWhitening:
             return self
         w = token_prior_weights(batch.ids, self.prior)
         est = ZipfianWhitening(self.n_components, eps=self.eps) if self.transform == "whitening" else ZipfianCentering()
-        self.estimator_ = est.fit(batch.vectors, sample_weight=w)
+        # float64: LayerNorm outputs have near-null directions whose whitening amplifies float32 error
+        self.estimator_ = est.fit(batch.vectors.astype(np.float64), sample_weight=w)
         return self
 
     def embed(self, texts_or_batch: Sequence[str] | TokenBatch) -> np.ndarray:
@@ -140,7 +141,7 @@ class TokenWhitening:
         if not hasattr(self, "estimator_"):
             raise RuntimeError("TokenWhitening is not fitted: call .fit(texts) first")
         batch = texts_or_batch if isinstance(texts_or_batch, TokenBatch) else self.encode(texts_or_batch)
-        X = batch.vectors if self.estimator_ is None else self.estimator_.transform(batch.vectors)
+        X = batch.vectors if self.estimator_ is None else self.estimator_.transform(batch.vectors.astype(np.float64))
         X = np.asarray(X, dtype=np.float64)
         sums = np.zeros((batch.n_docs, X.shape[1]))
         np.add.at(sums, batch.doc, X)
