@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from listdec_fl import aggregators as A
 
 

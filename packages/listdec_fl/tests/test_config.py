@@ -1,6 +1,12 @@
 import pytest
-
-from listdec_fl.config import AttackConfig, BaselineConfig, ListDecConfig, SimConfig, list_size_for, num_byzantine
+from listdec_fl.config import (
+    AttackConfig,
+    BaselineConfig,
+    ListDecConfig,
+    SimConfig,
+    list_size_for,
+    num_byzantine,
+)
 
 
 def test_defaults_match_official_scripts():

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from listdec_fl.data import FederatedData, dirichlet_split, iid_split
 
 

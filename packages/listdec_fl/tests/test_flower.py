@@ -2,7 +2,6 @@ import logging
 
 import pytest
 import torch
-
 from listdec_fl import AttackConfig, ListDecConfig, SimConfig
 from listdec_fl.models import LogisticRegression
 

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from listdec_fl.config import list_size_for, num_byzantine
 from listdec_fl.functional import (
     alie_z,

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from listdec_fl.listdec import ModelList
 
 

@@ -1,5 +1,4 @@
 import torch
-
 from listdec_fl.models import LogisticRegression, SmallCNN, build_model
 
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from listdec_fl import AttackConfig, BaselineConfig, ListDecConfig, SimConfig, run_baselines, run_listdec
 from listdec_fl.simulator import byzantine_mask, client_valid_losses, run_listdec_many
 

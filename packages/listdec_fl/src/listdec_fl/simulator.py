@@ -271,7 +271,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
             flip=torch.cat(fl), signflip=torch.cat(sf), gauss=torch.cat(ga), idx=torch.cat(idxs, dim=1))
         # 3. the new candidate of every run
         news, new_vs = [], []
-        for (sim, _), S, (i, c, is_b, off, m) in zip(runs, st, plan):
+        for (sim, _), S, (i, _c, is_b, off, m) in zip(runs, st, plan):
             th, v = S["ml"].models[i], S["ml"].momenta[i]
             if is_b and sim.attack.name in UPDATE_ATTACKS:
                 # the malicious client sees every honest client's update from the broadcast model
@@ -284,7 +284,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
                 new_vs.append(v_all[off].clone())
         # 4-5. every client scores every run's candidate; votes; pruning
         Lnew = client_valid_losses(model, torch.stack(news), data).cpu()  # (n, G)
-        for g_, ((_, cfg), S, (i, c, is_b, _, _)) in enumerate(zip(runs, st, plan)):
+        for g_, ((_, cfg), S, (i, _c, is_b, _, _)) in enumerate(zip(runs, st, plan)):
             ml = S["ml"]
             ml.append(news[g_], new_vs[g_])
             S["clean"].append(S["clean"][i] and not is_b)
