@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-
 from deepseek_moe.train import TrainConfig, lr_at, train
 
 

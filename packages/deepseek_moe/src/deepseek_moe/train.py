@@ -54,6 +54,7 @@ class TrainConfig:
     ckpt_every: int = 100
     resume: bool = False
     progress: bool = True
+    threads: int | None = None  # torch intra-op threads (1 is far faster on an oversubscribed CPU)
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +131,8 @@ def build_model(tc: TrainConfig, vocab_size: int) -> DeepSeekV3:
 def train(tc: TrainConfig) -> list[dict[str, Any]]:
     """Run (or resume) training; returns the per-step history (also written to ``out/history.jsonl``)."""
     rank, world = _dist_info()
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)
     if tc.batch_size % world:
         raise ValueError(f"batch_size={tc.batch_size} must be divisible by the world size {world}")
     out = Path(tc.out)
@@ -231,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ["lr", "weight_decay", "grad_clip"]:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--mtp-lambda", type=float, help="MTP loss weight (0 disables MTP)")
     p.add_argument("--n-mtp", type=int, help="MTP depth D")
@@ -243,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     tc = TrainConfig(out=a.out, preset=a.preset, corpus=a.corpus, steps=a.steps, batch_size=a.batch_size,
                      block_size=a.block_size, lr=a.lr, warmup=a.warmup, weight_decay=a.weight_decay,
                      grad_clip=a.grad_clip, seed=a.seed, eval_every=a.eval_every, eval_batches=a.eval_batches,
-                     ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.no_progress, model_overrides=over)
+                     ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.no_progress, threads=a.threads,
+                     model_overrides=over)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
