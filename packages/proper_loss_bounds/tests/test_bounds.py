@@ -29,7 +29,8 @@ INF = math.inf
 def test_closed_forms_agree_with_numeric_search(name, s, k):
     loss = get_loss(name)
     closed = strong_properness_constant(loss, s=s, num_classes=k, method="closed")
-    numeric = strong_properness_constant(loss, s=s, num_classes=k, method="numeric", num_points=256)
+    numeric = strong_properness_constant(loss, s=s, num_classes=k, method="numeric", num_points=256,
+                                         refine_rounds=3 if s in (1, 2, INF) else 2)
     assert numeric >= closed * (1 - 1e-6)  # the numeric value is attained: an upper bound on the inf
     assert numeric == pytest.approx(closed, rel=2e-3)
 
@@ -122,7 +123,7 @@ def test_theorem_checks():
     assert a.holds and a.details["nonvacuous"] and a.details["strictly_proper"]
     z = check_nonvacuous_iff_strict("zero-one", num_candidates=256)
     assert z.holds and not z.details["nonvacuous"] and not z.details["strictly_proper"]
-    h = check_half_order("quartic", num_candidates=256)
+    h = check_half_order("quartic", num_candidates=128)
     assert h.holds and h.details["ratio_min"] >= 0.9
     assert h.details["point"] != pytest.approx([1 / 3] * 3)  # flat at the centre: certified elsewhere
 

@@ -22,6 +22,43 @@ def _norm(x: str) -> float:
     return math.inf if x.lower() in ("inf", "infinity") else float(x)
 
 
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_tables(folder: Path, bench: Path | None = None) -> str:
+    """Reproduction claims as ``Paper | Ours | Δ | seeds | record`` rows, and the benchmark tables."""
+    from paperkit.bench import render_table
+
+    lines = ["| reproduction | claim | metric | paper | ours | Δ | seeds | holds | record |", "|" + "---|" * 9]
+    for rec_path in sorted((folder / "proper_loss_bounds").glob("*.json")):
+        if rec_path.name.endswith(".data.json"):
+            continue
+        rec = json.loads(rec_path.read_text())
+        seeds = "1 (search seed 0)"
+        data = rec_path.with_name(rec_path.stem + ".data.json")
+        if rec["config"]["reproduction"] == "learning-curve" and data.exists():
+            seeds = str(len(json.loads(data.read_text())["config"]["seeds"]))
+        for c in rec["metrics"]["claims"]:
+            paper, ours = c["paper"], c["ours"]
+            delta = f"{ours - paper:+.3g}" if isinstance(paper, (int, float)) and isinstance(ours, (int, float)) else "-"
+            holds = {True: "yes", False: "no", None: "-"}[c["holds"]]
+            lines.append(f"| {rec['config']['reproduction']} | {c['paper_ref']} | {c['metric']} | {_fmt(paper)} | "
+                         f"{_fmt(ours)} | {delta} | {seeds} | {holds} | `{rec_path.relative_to(folder.parent.parent)}` |")
+    out = "\n".join(lines) + "\n"
+    if bench is not None and bench.exists():
+        recs = json.loads(bench.read_text())
+        reg = [r for r in recs if "/regret/" in r["name"]]
+        mod = [r for r in recs if "/module/" in r["name"]]
+        out += "\n" + render_table(reg, ["name", "config.K", "config.pairs", "metrics.pairs_per_s",
+                                         "metrics.baseline_pairs_per_s", "metrics.speedup"])
+        out += "\n" + render_table(mod, ["name", "config.B", "config.K", "metrics.fused_ms", "metrics.autograd_ms",
+                                         "metrics.speedup", "metrics.examples_per_s"])
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m proper_loss_bounds", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -46,6 +83,9 @@ def main(argv=None) -> int:
     g.add_argument("--full", dest="quick", action="store_false")
     r.add_argument("--only", nargs="*")
     r.add_argument("--out", default="reproductions")
+    t = sub.add_parser("tables", help="markdown tables (README) from reproduction and benchmark records")
+    t.add_argument("folder", help="reproduction output folder (containing proper_loss_bounds/*.json)")
+    t.add_argument("--bench", default=None, help="benchmark JSON list (bench --out)")
     b = sub.add_parser("bench", help="throughput benchmarks (pairs/s; fused vs autograd)")
     b.add_argument("--quick", action="store_true")
     b.add_argument("--device", default="cpu")
@@ -83,6 +123,9 @@ def main(argv=None) -> int:
         extra = ["--only", *args.only] if args.only else []
         return pk_main(["reproduce", "proper_loss_bounds", "--quick" if args.quick else "--full",
                         "--out", args.out, *extra])
+    if args.cmd == "tables":
+        print(render_tables(Path(args.folder), Path(args.bench) if args.bench else None))
+        return 0
     if args.cmd == "bench":
         from proper_loss_bounds.benchmark import run
 
