@@ -3,6 +3,7 @@
 * ``reproduce [--full] [--only NAME ...] [--out DIR]``: the package's reproductions (same as
   ``paperkit reproduce zipf_whitening``).
 * ``bench [--quick] [--out FILE]``: fit + transform speed on all 400k GloVe vectors vs PCA(whiten=True).
+* ``tables [RESULTS]``: the README's tables, rendered from the JSON records.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     bp = sub.add_parser("bench", help="fit/transform speed on 400k GloVe vectors")
     bp.add_argument("--quick", action="store_true")
     bp.add_argument("--out", default=None, help="write the JSON record here")
+    tp = sub.add_parser("tables", help="render the README tables from a results folder")
+    tp.add_argument("results", nargs="?", default="packages/zipf_whitening/results")
     args = ap.parse_args(argv)
+    if args.cmd == "tables":
+        from zipf_whitening.report import render_tables
+
+        print(render_tables(args.results))
+        return 0
     if args.cmd == "reproduce":
         from paperkit.reproduce import main as paperkit_main
 
