@@ -23,8 +23,8 @@ class TilingConfig:
     """Tile sizes of the torch and Triton backends.
 
     Attributes:
-        block_m: query rows per tile (torch backend). 256 keeps a [block_m, block_n] fp32 score tile
-            of 0.5 MB in L2 on a CPU while making each matmul large enough for BLAS.
+        block_m: query rows per tile (torch backend). 128 x 256 keeps a score tile of 128 KB per head,
+            so a few heads' tiles stay in L2 on a CPU while each matmul is still large enough for BLAS.
         block_n: first-level KV block (torch backend); the score GEMM runs once per block
             (FastAttention §3.1 "first level: larger block size").
         inner_n: second-level sub-block (torch backend) for the softmax update and the PV product;
@@ -39,8 +39,8 @@ class TilingConfig:
             transpose (as in the Triton fused-attention tutorial).
     """
 
-    block_m: int = 256
-    block_n: int = 512
+    block_m: int = 128
+    block_n: int = 256
     inner_n: int | None = None
     triton_block_m: int = 128
     triton_block_n_outer: int = 128

@@ -174,13 +174,16 @@ def tiled_attention_forward(
     out = torch.empty(b, hk, g, lq, e, dtype=q.dtype, device=q.device)
     lse = torch.empty(b, hk, g, lq, dtype=acc_dt, device=q.device)
     qg = q.view(b, hk, g, lq, d)
+    # V with a column of ones appended: P @ [V, 1] yields the row sums l in the same GEMM, and the
+    # rescale of the accumulator rescales l with it (one fewer pass over each score tile)
+    v1 = torch.cat([v.to(acc_dt), torch.ones(b, hk, lk, 1, dtype=acc_dt, device=v.device)], dim=-1)
     for q0 in range(0, lq, bm):
         q1 = min(q0 + bm, lq)
         rows = q1 - q0
         qb = (qg[:, :, :, q0:q1].to(acc_dt) * scale).reshape(b, hk, g * rows, d)  # (b, hk, g*bm, d)
         m = torch.full((b, hk, g * rows, 1), NEG_INF, dtype=acc_dt, device=q.device)
-        l = torch.zeros_like(m)
-        acc = torch.zeros(b, hk, g * rows, e, dtype=acc_dt, device=q.device)
+        acc = torch.zeros(b, hk, g * rows, e + 1, dtype=acc_dt, device=q.device)  # [O * l, l]
+        acc3 = acc.view(b * hk, g * rows, e + 1)
         for k0, k1, kind in _tiles(mask, q0, q1, lk, off, bn):
             if kind == SKIP:
                 if stats is not None:
@@ -189,7 +192,8 @@ def tiled_attention_forward(
             # ---- first level: one score GEMM for the whole KV block (the "Cube" stage)
             s = qb @ k[:, :, k0:k1].to(acc_dt).transpose(-1, -2)  # (b, hk, g*bm, bn)
             keep, addt = _tile_mask(mask, dense_mask, q0, q1, k0, k1, off, hk, g, q.device, stats)
-            if keep is not None or addt is not None:
+            masked = keep is not None or addt is not None
+            if masked:
                 s5 = s.view(b, hk, g, rows, k1 - k0)
                 if addt is not None:
                     s5.add_(addt)
@@ -202,16 +206,16 @@ def tiled_attention_forward(
                 c1 = min(c0 + bi, k1 - k0)
                 sc = s[..., c0:c1] if (c0, c1) != (0, k1 - k0) else s
                 m_new = torch.maximum(m, sc.amax(-1, keepdim=True))
-                m_safe = m_new.masked_fill(m_new == NEG_INF, 0.0) if keep is not None or addt is not None else m_new
+                m_safe = m_new.masked_fill(m_new == NEG_INF, 0.0) if masked else m_new
                 p = sc.sub_(m_safe).exp_()  # in place: s is not needed after this sub-block
-                alpha = (m - m_safe).exp_()
-                l.mul_(alpha).add_(p.sum(-1, keepdim=True))
-                acc.mul_(alpha).add_(p @ v[:, :, k0 + c0:k0 + c1].to(acc_dt))
+                acc.mul_((m - m_safe).exp_())  # alpha = exp(m - m'), rescales O*l and l together
+                acc3.baddbmm_(p.flatten(0, 1), v1[:, :, k0 + c0:k0 + c1].flatten(0, 1))  # O += P V in place
                 m = m_new
                 if stats is not None:
                     stats.inner += 1
+        l = acc[..., e:]
         empty = l == 0
-        out[:, :, :, q0:q1] = (acc / l.masked_fill(empty, 1.0)).view(b, hk, g, rows, e).to(q.dtype)
+        out[:, :, :, q0:q1] = (acc[..., :e] / l.masked_fill(empty, 1.0)).view(b, hk, g, rows, e).to(q.dtype)
         lse_b = (m + l.log()).masked_fill(empty, NEG_INF)
         lse[:, :, :, q0:q1] = lse_b.view(b, hk, g, rows)
     return out.view(b, h, lq, e), lse.view(b, h, lq)
