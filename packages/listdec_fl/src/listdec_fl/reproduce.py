@@ -21,7 +21,7 @@ import torch
 from paperkit.reproduce import Claim, reproduction
 
 from listdec_fl.config import ATTACKS, AttackConfig, BaselineConfig, ListDecConfig, SimConfig
-from listdec_fl.data import load_federated
+from listdec_fl.data import FederatedData, load_federated
 from listdec_fl.simulator import run_baselines, run_listdec_many
 
 ATTACK_LIST = [a for a in ATTACKS if a != "none"]
@@ -37,10 +37,14 @@ def sweep_settings(quick: bool, dataset: str = "digits") -> dict[str, Any]:
             "attacks": ATTACK_LIST, "seed": 0, "model": "logreg"}
 
 
-def alpha_sweep(settings: dict[str, Any], *, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Run the sweep; returns ``{"settings", "clean", "lidfl": {attack: {alpha: acc}}, "baselines": {...}}``."""
+def alpha_sweep(settings: dict[str, Any], *, progress: bool = True, device: str = "cpu",
+                data: FederatedData | None = None) -> dict[str, Any]:
+    """Run the sweep; returns ``{"settings", "clean", "lidfl": {attack: {alpha: acc}}, "baselines": {...}}``.
+
+    ``data`` optionally replaces ``load_federated(settings["dataset"], ...)``.
+    """
     s = settings
-    data = load_federated(s["dataset"], s["n_clients"], seed=s["seed"])
+    data = data if data is not None else load_federated(s["dataset"], s["n_clients"], seed=s["seed"])
     base = dict(dataset=s["dataset"], n_clients=s["n_clients"], rounds=s["rounds"], eval_every=s["eval_every"],
                 seed=s["seed"], model=s["model"])
     sims = {(atk, a): SimConfig(alpha=a, attack=AttackConfig(name=atk), **base)
