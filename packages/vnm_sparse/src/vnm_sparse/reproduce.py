@@ -1,3 +1,185 @@
-"""Reproductions registered with `paperkit reproduce`."""
+"""Reproductions registered with `paperkit reproduce` (also ``python -m vnm_sparse reproduce``).
 
-REPRODUCTIONS = []
+* ``vit``: small torchvision ViT on offline MNIST: dense vs 2:4 / V:2:5 / V:2:8, one-shot and SR-STE
+  fine-tuned, with and without permutation; mask diversity against accuracy.
+* ``smollm2``: SmolLM2-135M at 64:2:5 (RIA) against training-free 2:4; three-staged vs fixed-mask LoRA
+  (full mode).
+* ``mask-search``: exact C(M,4) search against the column-norm heuristic on real MiniLM weights.
+* ``storage``: exact compressed bytes per pattern at LLM shapes.
+* ``kernel-cpu``: the torch V:N:M matmul against dense F.linear on the CPU, for the record.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from paperkit.bench import Record
+from paperkit.reproduce import Claim, reproduction
+
+from vnm_sparse.functional import pack_vnm, storage_bytes, vnm_mask, vnm_mask_reference
+from vnm_sparse.modules import pattern_storage_table
+
+
+def _save(out: Path, name: str, config: dict, metrics: dict) -> None:
+    Record(name=f"vnm_sparse/{name}", config=config, metrics=metrics).save(out / f"{name}_record.json")
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    from paperkit.metrics import spearman
+
+    return float(spearman(a, b))
+
+
+@reproduction("vit", "ViT on MNIST: V:2:5 fine-tuned ~ dense; permutation helps one-shot; MD ranks accuracy")
+def vit(quick: bool, out: Path) -> list[Claim]:
+    from vnm_sparse.experiments.vit import run_vit
+
+    res = run_vit(quick=quick, progress=True, out=out)
+    _save(out, "vit", {"quick": quick, **{k: v for k, v in res.items() if k != "runs"}}, {"runs": res["runs"]})
+    runs = res["runs"]
+    seeds = sorted({r["seed"] for r in runs})
+    by = {}
+    for r in runs:
+        by.setdefault(r["pattern"], []).append(r)
+    mean = lambda pat, key: statistics.mean(r[key] for r in by[pat])
+    dense = statistics.mean(r["dense"] for r in runs)
+    best5 = max((p for p in by if p.endswith(":5")), key=lambda p: mean(p, "finetuned_noperm"))
+    gap5 = dense - mean(best5, "finetuned_noperm")
+    vnm = [p for p in by if p != "2:4"]
+    perm_gain = statistics.mean(mean(p, "oneshot_perm") - mean(p, "oneshot_noperm") for p in vnm)
+    ret_gain = statistics.mean(mean(p, "retained_perm") / mean(p, "retained") - 1 for p in vnm)
+    md = [by[p][0]["mask_diversity"] for p in vnm]
+    acc_ft = [mean(p, "finetuned_noperm") for p in vnm]
+    acc_one = [mean(p, "oneshot_noperm") for p in vnm]
+    rho_ft, rho_one = _spearman(md, acc_ft), _spearman(md, acc_one)
+    table = {p: {k: round(mean(p, k), 2) for k in ("oneshot_noperm", "oneshot_perm", "finetuned_noperm",
+                                                      "finetuned_perm")} for p in by}
+    note = f"seeds {seeds}; dense {dense:.2f}%; per pattern (mean): {json.dumps(table)}"
+    return [
+        Claim("Tables 1-2", f"top-1 drop of {best5} after SR-STE fine-tuning vs dense (points)", "~0 (lossless)",
+              round(gap5, 2), holds=gap5 <= 1.0, note=note),
+        Claim("Sec. 3.2 / Table 6", "one-shot accuracy gain from V:N:M permutation (points, mean over V:N:M patterns)",
+              "> 0", round(perm_gain, 2), holds=perm_gain > 0,
+              note=f"retained |W| +{100 * ret_gain:.2f}% on average"),
+        Claim("Sec. 3.1", "Spearman(mask diversity, fine-tuned accuracy) over V:N:M patterns", "> 0",
+              round(rho_ft, 3), holds=rho_ft > 0, note=f"one-shot: {rho_one:.3f}; patterns {vnm}"),
+    ]
+
+
+@reproduction("smollm2", "SmolLM2-135M 64:2:5: RIA one-shot vs 2:4; three-staged vs fixed-mask LoRA")
+def smollm2(quick: bool, out: Path) -> list[Claim]:
+    from vnm_sparse.experiments.llm import run_llm
+
+    res = run_llm(quick=quick, out=out, progress=True)
+    _save(out, "smollm2", {"quick": quick, "settings": res["settings"], "lora": res.get("lora_config")},
+          {k: v for k, v in res.items() if k not in ("settings",)})
+    p = res["ppl"]
+    claims = [
+        Claim("Table 4 (setting)", "held-out perplexity: dense / 2:4 RIA / 64:2:5 RIA (one-shot)",
+              "64:2:5 one-shot worse than 2:4 (60% vs 50% sparse)",
+              f"{p['dense']:.2f} / {p['2:4 ria']:.2f} / {p['64:2:5 ria']:.2f}",
+              holds=p["64:2:5 ria"] > p["2:4 ria"], note="SmolLM2-135M-Instruct (Q4_1 GGUF weights), Lee news text"),
+    ]
+    if "64:2:5 lora three_stage" in p:
+        a, b = p["64:2:5 lora three_stage"], p["64:2:5 lora fixed"]
+        claims.append(Claim("Sec. 3.3 / Table 5", "perplexity after LoRA at 64:2:5: three-staged vs fixed mask",
+                            "three-staged lower", f"{a:.2f} vs {b:.2f}", holds=a < b,
+                            note=f"{res['lora_config']['total_steps']} steps of 128 tokens; 2:4 RIA training-free "
+                                 f"{p['2:4 ria']:.2f}"))
+    else:
+        claims.append(Claim("Sec. 3.3 / Table 5", "three-staged vs fixed-mask LoRA", "three-staged lower",
+                            "not run", holds=None, note="LoRA runs only with --full (tens of seconds per step here)"))
+    if "64:2:5 ria + permutation" in p:
+        claims.append(Claim("Sec. 3.2", "64:2:5 RIA one-shot perplexity with permutation (folded into the model)",
+                            "lower than without", f"{p['64:2:5 ria + permutation']:.2f} vs {p['64:2:5 ria']:.2f}",
+                            holds=p["64:2:5 ria + permutation"] < p["64:2:5 ria"],
+                            note=f"retained RIA score +{100 * res['permute_gain']:.2f}%"))
+    return claims
+
+
+@reproduction("mask-search", "exact C(M,4) mask search vs the column-norm heuristic on real MiniLM weights")
+def mask_search(quick: bool, out: Path) -> list[Claim]:
+    from paperkit.data import load_minilm
+
+    model, _ = load_minilm()
+    layers = [m.weight.detach() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+              and ("intermediate" in n or "output.dense" in n)]
+    layers = layers[:4] if quick else layers
+    rows = []
+    for v, m in [(64, 5), (64, 6), (64, 8), (16, 8)]:
+        kept_h = kept_e = total = 0.0
+        t_h = t_e = 0.0
+        for w in layers:
+            s = w.abs()
+            t0 = time.perf_counter()
+            mh = vnm_mask(w, v, 2, m, pad=True)
+            t_h += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            me = vnm_mask(w, v, 2, m, pad=True, exact=True)
+            t_e += time.perf_counter() - t0
+            kept_h += float((s * mh).sum())
+            kept_e += float((s * me).sum())
+            total += float(s.sum())
+        rows.append({"pattern": f"{v}:2:{m}", "retained_heuristic": kept_h / total, "retained_exact": kept_e / total,
+                     "gap_pct": 100 * (kept_e - kept_h) / kept_e, "heuristic_s": t_h, "exact_s": t_e})
+    # the vectorised exact search against the per-block loop reference (same masks, time ratio)
+    w = layers[0][:128, :80]
+    t0 = time.perf_counter()
+    ref = vnm_mask_reference(w, 64, 2, 8, exact=True)
+    t_ref = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fast = vnm_mask(w, 64, 2, 8, exact=True)
+    t_fast = time.perf_counter() - t0
+    _save(out, "mask_search", {"quick": quick, "layers": len(layers), "model": "all-MiniLM-L6-v2"},
+          {"rows": rows, "loop_reference_s": t_ref, "vectorised_s": t_fast, "equal": bool(torch.equal(ref, fast))})
+    worst = max(r["gap_pct"] for r in rows)
+    return [
+        Claim("Sec. 2", "retained |W| gap of the column-norm heuristic to the exact search (%, worst pattern)",
+              ">= 0 (exact is optimal)", round(worst, 3), holds=all(r["gap_pct"] >= -1e-6 for r in rows),
+              note="; ".join(f"{r['pattern']}: {r['gap_pct']:.3f}%" for r in rows)),
+        Claim("-", "vectorised exact search speedup over a per-block loop (128x80 at 64:2:8)", "same mask",
+              round(t_ref / t_fast, 1), holds=bool(torch.equal(ref, fast))),
+    ]
+
+
+@reproduction("storage", "exact compressed bytes per pattern at LLM shapes")
+def storage(quick: bool, out: Path) -> list[Claim]:
+    patterns = [(64, 4), (64, 5), (64, 6), (64, 8), (64, 16), (16, 8), (128, 8)]
+    tables = {f"{r}x{c}": pattern_storage_table((r, c), patterns) for r, c in [(4096, 4096), (4096, 11008),
+                                                                              (11008, 4096)]}
+    # cross-check the formula against a real packed tensor
+    shape = (1024, 1024) if quick else (4096, 4096)
+    w = torch.randn(*shape, dtype=torch.float16)
+    packed = pack_vnm(w, vnm_mask(w.float(), 64, 2, 5, pad=True), 64, 5)
+    formula = storage_bytes(shape, 64, 5, torch.float16)
+    _save(out, "storage", {"dtype": "float16", "patterns": patterns}, {"tables": tables,
+          "packed_check": {"shape": shape, "nbytes": packed.nbytes, "formula": formula["stored"]}})
+    t = {r["pattern"]: r for r in tables["4096x4096"]}
+    return [Claim("Sec. 2", f"bytes vs dense fp16, 4096x4096, bit-packed ({p})", f"~{2 / int(p.split(':')[2]):.3f} + metadata",
+                  round(t[p]["packed_ratio"], 4), holds=t[p]["packed_ratio"] < 2 / int(p.split(":")[2]) * 1.25,
+                  note=f"stored (uint8 indices/meta) {t[p]['stored_ratio']:.4f}")
+            for p in ("64:2:4", "64:2:5", "64:2:8", "64:2:16")] + [
+        Claim("-", "VNMPacked.nbytes equals the exact formula", formula["stored"], packed.nbytes,
+              holds=packed.nbytes == formula["stored"])]
+
+
+@reproduction("kernel-cpu", "torch V:N:M matmul vs dense F.linear on the CPU (for the record)")
+def kernel_cpu(quick: bool, out: Path) -> list[Claim]:
+    from vnm_sparse.bench import time_pair
+
+    shape, tokens = ((1024, 1024), 256) if quick else ((4096, 4096), 512)
+    rows = {}
+    for v, m in [(64, 4), (64, 5), (64, 8), (64, 16)]:
+        rows[f"{v}:2:{m}"] = time_pair(shape, v, m, tokens, torch.float32, "cpu", backend="torch", warmup=2, rep=5)
+    _save(out, "kernel_cpu", {"shape": shape, "tokens": tokens, "dtype": "float32", "threads": torch.get_num_threads()},
+          {"rows": rows})
+    return [Claim("-", f"CPU gather-matmul speedup over dense ({p}, {shape[0]}x{shape[1]}, T={tokens})",
+                  "no claim (CPU)", round(r["speedup"], 3), holds=None, note=f"{r['ms']:.2f} ms vs {r['dense_ms']:.2f} ms")
+            for p, r in rows.items()]
+
+
+REPRODUCTIONS = [vit, smollm2, mask_search, storage, kernel_cpu]

@@ -10,8 +10,10 @@ ViT (patch 7, width 80, MLP 160) trained from scratch; V in {16, 32} because the
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,7 +24,7 @@ from vnm_sparse.modules import attach_sr_ste_, finalize_, prunable_weights, prun
 from vnm_sparse.permute import permute_model_
 
 SETTINGS = {
-    True: {"dense_epochs": 12, "ft_epochs": 2, "seeds": [0], "patterns": [(16, 4), (16, 5), (32, 5), (16, 8), (32, 8)]},
+    True: {"dense_epochs": 6, "ft_epochs": 1, "seeds": [0], "patterns": [(16, 4), (16, 5), (32, 5), (16, 8), (32, 8)]},
     False: {"dense_epochs": 30, "ft_epochs": 6, "seeds": [0, 1, 2],
             "patterns": [(16, 4), (16, 5), (32, 5), (16, 6), (32, 6), (16, 8), (32, 8)]},
 }
@@ -83,8 +85,11 @@ def retained_fraction(model: nn.Module, cfg: VNMConfig) -> float:
     return kept / total
 
 
-def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k") -> dict:
-    """Train the dense ViT, then prune it to every pattern; returns accuracies per seed and pattern."""
+def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k", out=None) -> dict:
+    """Train the dense ViT, then prune it to every pattern; returns accuracies per seed and pattern.
+
+    With ``out`` the partial results are written to ``out/vit_partial.json`` after every pattern.
+    """
     from paperkit.data import image_dataset
     from tqdm.auto import tqdm
 
@@ -92,7 +97,7 @@ def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k") ->
     xtr, ytr = image_dataset(data, "train")
     xte, yte = image_dataset(data, "test")
     t0 = time.perf_counter()
-    out: dict = {"settings": st, "data": data, "runs": []}
+    res: dict = {"settings": st, "data": data, "runs": []}
     jobs = [(s, p) for s in st["seeds"] for p in st["patterns"]]
     dense_models = {}
     bar = tqdm(jobs, desc="vit", disable=not progress)
@@ -123,7 +128,10 @@ def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k") ->
             train(mm, xtr, ytr, st["ft_epochs"], 1e-3, seed + 100, step_hook=hook)
             finalize_(mm)
             row[f"finetuned_{tag}"] = evaluate(mm, xte, yte)
-        out["runs"].append(row)
+        res["runs"].append(row)
         bar.set_postfix(pattern=row["pattern"], one=row["oneshot_noperm"], ft=row["finetuned_noperm"])
-    out["seconds"] = time.perf_counter() - t0
-    return out
+        if out is not None:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "vit_partial.json").write_text(json.dumps(res, indent=1))
+    res["seconds"] = time.perf_counter() - t0
+    return res
