@@ -22,7 +22,7 @@ INF = math.inf
 @pytest.mark.parametrize("name, s, k", [
     ("log", 1, 3), ("log", 2, 3), ("log", INF, 4),
     ("brier", 1, 3), ("brier", 1, 4), ("brier", 2, 3), ("brier", INF, 4),
-    ("spherical", 2, 3), ("spherical", 2, 4),
+    ("spherical", 2, 3), ("spherical", 2, 4), ("spherical", 1, 4), ("spherical", INF, 3),
     ("binary-logistic", 1, 2), ("binary-exponential", 2, 2), ("binary-exponential", INF, 2),
     ("tsallis-3", 2, 2), ("tsallis-4", 1, 2), ("tsallis-1.5", 4 / 3, 3),
 ])

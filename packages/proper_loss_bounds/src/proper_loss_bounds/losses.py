@@ -400,11 +400,19 @@ class PseudoSphericalLoss(ProperLoss):
         if self.alpha == 2 and s == 2:
             # curvature (‖v‖² - <q̂, v>²)/(‖q‖ ‖v‖²) minimised over T is 1/(K ‖q‖³); worst at a vertex
             return 1.0 / k
+        if self.alpha == 2 and s in (1, math.inf):
+            # the curvature at a vertex in the spread direction (-1, 1/(K-1), ...); equal to the numeric
+            # infimum over the simplex for K = 3..6 (tests), not proven here
+            return 1.0 / (4 * (k - 1)) if s == 1 else 1.0 / (k - 1)
         return None
 
 
 class SphericalLoss(PseudoSphericalLoss):
-    """Spherical loss ``ℓ(q, y) = -q_y / ‖q‖₂``; ``H(p) = -‖p‖₂``; ``1/K``-strongly proper in ``ℓ₂``."""
+    """Spherical loss ``ℓ(q, y) = -q_y / ‖q‖₂``; ``H(p) = -‖p‖₂``.
+
+    ``1/K``-strongly proper in ``ℓ₂`` (closed form), ``1/(4(K-1))`` in ``ℓ₁`` and ``1/(K-1)`` in ``ℓ_∞``
+    (the vertex value, matched by the numeric infimum).
+    """
 
     name = "spherical"
 
