@@ -75,10 +75,10 @@ def test_no_gradient_reaches_the_stop_gradient_branches():
 def test_xphinet_target_is_the_ema_encoder_and_update_is_ema():
     torch.manual_seed(0)
     m = build_model(small("xphinet", beta=0.9))
-    before = copy.deepcopy(m.encoder_ema.state_dict())
     opt = torch.optim.SGD(m.parameters(), lr=0.5)
     m(*views()).loss.backward()
     opt.step()
+    before = copy.deepcopy(m.encoder_ema.state_dict())     # after the forward (BN statistics moved)
     online = m.encoder.state_dict()
     m.update_target()
     after = m.encoder_ema.state_dict()

@@ -202,7 +202,7 @@ def continual(quick: bool, out: Path) -> list[Claim]:
     res = run_continual(quick, out)
     r = res["runs"]
     note = (f"Split-{res['settings']['data']} 5x2 classes, {res['epochs_per_task']} epochs/task, task-wise kNN; "
-            f"forgetting = mean_{t<T} max_{t<=k<T} A[k,t] - A[T,t]")
+            "forgetting = mean over t<T of max_{t<=k<T} A[k,t] - A[T,t]")
     least = min(SSL_MODELS, key=lambda m: r[m]["forgetting"])
     return [
         Claim("Table 3", "forgetting (SimSiam / PhiNet / X-PhiNet)", "X-PhiNet least",
