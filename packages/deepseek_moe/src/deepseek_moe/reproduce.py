@@ -62,7 +62,7 @@ def balance(quick: bool, out: Path) -> list[Claim]:
             r["maxvio_global"].append(hist[-1]["maxvio_global"])
             r["val_loss"].append(hist[-1]["val_loss"])
     summary = {a: {k: (statistics.mean(v), statistics.pstdev(v)) for k, v in m.items()} for a, m in results.items()}
-    (out / "balance.json").write_text(json.dumps({"steps": steps, "seeds": seeds, "arms": arms, "per_seed": results,
+    (out / "balance_details.json").write_text(json.dumps({"steps": steps, "seeds": seeds, "arms": arms, "per_seed": results,
                                                   "mean_std": summary}, indent=2))
     _plot_balance(results, out / "balance.png")
     af, none = summary[af_name], summary["none"]
@@ -132,7 +132,7 @@ def mtp(quick: bool, out: Path) -> list[Claim]:
     a, a0 = statistics.mean(acc), statistics.mean(acc_init)
     rec = {"steps": steps, "seeds": seeds, "val_loss": losses, "acceptance": acc, "acceptance_untrained": acc_init,
            "tokens_per_forward": tpf}
-    (out / "mtp.json").write_text(json.dumps(rec, indent=2))
+    (out / "mtp_details.json").write_text(json.dumps(rec, indent=2))
     note = f"{len(seeds)} seed(s) x {steps} steps, char-level pydoc, d=96, 2 layers"
     return [
         Claim("Table 4", "main-head val loss, MTP vs none", "equal or lower (MTP densifies training signal)",
@@ -167,7 +167,7 @@ def mla_cache(quick: bool, out: Path) -> list[Claim]:
     rec = {"bytes_per_token_bf16": {"mla_absorb": mla, "mla_naive_cache": naive, "mha_dh128": mha},
            "absorb_vs_naive_max_abs_logit_diff": diff, "decode_steps": steps,
            "tiny_cache_bytes_per_token": {"absorb": ca.bytes_per_token(), "naive": cn.bytes_per_token()}}
-    (out / "mla_cache.json").write_text(json.dumps(rec, indent=2))
+    (out / "mla_cache_details.json").write_text(json.dumps(rec, indent=2))
     return [
         Claim("Sec. 2.1.1 (V2 Table 1)", "KV cache values per token per layer", "(d_c + d_h^R) = 4.5 d_h = 576",
               cfg.kv_cache_elements_per_token("absorb"), holds=cfg.kv_cache_elements_per_token("absorb") == 576),

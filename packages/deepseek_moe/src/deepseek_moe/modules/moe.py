@@ -1,8 +1,9 @@
 """DeepSeekMoE (Sec. 2.1.2): shared experts + fine-grained routed experts, the V3 gate and load balancing.
 
 Token dispatch is vectorised: the N*K (token, expert) pairs are sorted by expert once, gathered into one
-contiguous buffer, pushed through each expert's weights as one matmul per expert (``torch._grouped_mm``
-on CUDA), weighted, and scattered back with a single ``index_add_``. There is no loop over tokens.
+contiguous buffer, pushed through each expert's weights as one matmul per expert segment (``torch._grouped_mm``
+on CUDA), gathered back into (token, slot) order and combined with one batched matmul against the gating
+weights. There is no loop over tokens.
 
 Balancing state lives in the gate: ``e_score_correction_bias`` (the selection bias b_i, a buffer, no
 gradient) and ``load_accum`` (tokens per expert gathered in forward passes since the last
@@ -72,12 +73,47 @@ class Gate(nn.Module):
         return counts
 
 
+class _SegmentLinear(torch.autograd.Function):
+    """``y[seg_e] = x[seg_e] @ w[e].T`` for contiguous per-expert segments, written in place (no cat/split, and
+    the weight gradient is one buffer filled segment by segment instead of one zero-filled copy per expert)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, counts: list[int]) -> Tensor:
+        y = x.new_empty(x.shape[0], w.shape[1])
+        start = 0
+        for e, n in enumerate(counts):
+            if n:
+                torch.mm(x[start:start + n], w[e].t(), out=y[start:start + n])
+                start += n
+        ctx.save_for_backward(x, w)
+        ctx.counts = counts
+        return y
+
+    @staticmethod
+    def backward(ctx, gy: Tensor):
+        x, w = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        gw = torch.empty_like(w) if ctx.needs_input_grad[1] else None
+        start = 0
+        for e, n in enumerate(ctx.counts):
+            seg = slice(start, start + n)
+            if gx is not None and n:
+                torch.mm(gy[seg], w[e], out=gx[seg])
+            if gw is not None:
+                if n:
+                    torch.mm(gy[seg].t(), x[seg], out=gw[e])
+                else:
+                    gw[e].zero_()
+            start += n
+        return gx, gw, None
+
+
 def grouped_linear(x: Tensor, w: Tensor, counts: list[int], offs: Tensor | None = None) -> Tensor:
     """``x`` sorted by expert ([sum(counts), in]) times ``w[e].T`` ([E, out, in]) per segment -> [N, out]."""
     if x.is_cuda and offs is not None and x.dtype == torch.bfloat16 and hasattr(torch, "_grouped_mm"):
         return torch._grouped_mm(x, w.transpose(-2, -1), offs=offs)
-    parts = [seg @ w[e].t() for e, seg in enumerate(x.split(counts)) if seg.shape[0] > 0]
-    return torch.cat(parts) if parts else x.new_zeros(0, w.shape[1])
+    return _SegmentLinear.apply(x.contiguous(), w, counts)
 
 
 class Experts(nn.Module):
@@ -108,9 +144,9 @@ class Experts(nn.Module):
         offs = counts_t.cumsum(0).to(torch.int32) if x.is_cuda else None
         xs = x[tok]  # (N*K, D) gathered
         g, u = grouped_linear(xs, self.gate_up_proj, counts, offs).chunk(2, dim=-1)
-        h = grouped_linear(F.silu(g) * u, self.down_proj, counts, offs)  # (N*K, D)
-        h = h * weights.reshape(-1)[order, None].to(h.dtype)
-        return torch.zeros_like(x).index_add_(0, tok, h)
+        h = grouped_linear(F.silu(g) * u, self.down_proj, counts, offs)  # (N*K, D), sorted by expert
+        h = h[order.argsort()].view(N, K, -1)  # back to (token, slot) order: a gather, no scatter-add
+        return torch.bmm(weights.to(h.dtype)[:, None, :], h).squeeze(1)  # sum_k g_k * expert_k(x)
 
 
 class MoE(nn.Module):
