@@ -89,7 +89,7 @@ class _Base(TransformerMixin, BaseEstimator):
         if sample_weight is None:
             return None
         if not isinstance(sample_weight, torch.Tensor):
-            sample_weight = _check_sample_weight(sample_weight, X.cpu().numpy()[:, :0], dtype=np.float64,
+            sample_weight = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64,
                                                  ensure_non_negative=True)
         return F.normalize_weights(sample_weight, X.shape[0]).to(X.device)
 
