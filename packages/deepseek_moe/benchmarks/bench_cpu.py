@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from paperkit.bench import Record, benchmark
-
 from deepseek_moe import DeepSeekV3, DeepSeekV3Config
+from paperkit.bench import Record, benchmark
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
