@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from flatquant import functional as FQ
 
 G = torch.Generator().manual_seed(0)

@@ -1,5 +1,4 @@
 import torch
-
 from flatquant import functional as FQ
 from flatquant.modules import ActQuantizer, QuantLinear, SVDFactor, Transform, WeightQuantizer
 

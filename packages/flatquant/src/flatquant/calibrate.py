@@ -207,7 +207,7 @@ def _train_layer(layer, params, cfg, fp_inps, kws, fp_outs, bar) -> dict[str, fl
                 (loss / loss.detach()).backward()  # the official normalisation
                 opt.step()
                 sched.step()
-                total += float(loss)
+                total += loss.item()
             total /= len(fp_inps)
             if epoch == 0:
                 first = total

@@ -126,8 +126,9 @@ def _build_kernel():
 
 
 def kron_quant_pack(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor | None,
-                    diag: torch.Tensor | None = None, clip_max: float = 1.0,
-                    clip_min: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                    diag: torch.Tensor | None = None, clip_max: float = 1.0, clip_min: float = 1.0,
+                    out: torch.Tensor | None = None, scale_out: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused ``x -> pack_int4(quantize_sym((x * s)(P1 (x) P2)))`` per token, one Triton program per token.
 
     Args:
@@ -135,6 +136,7 @@ def kron_quant_pack(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor |
         p1: ``[n1, n1]`` or None; p2: ``[n2, n2]`` or None (at least one given or ``n`` taken as one row).
         diag: optional per-channel scale ``[n]``.
         clip_max, clip_min: LAC clipping ratios (``sigmoid`` of the learned logits).
+        out, scale_out: optional preallocated outputs (``[M, n / 2]`` uint8, ``[M, 1]`` fp32).
 
     Returns:
         ``(packed [M, n / 2] uint8, scale [M, 1] fp32)``.
@@ -152,8 +154,11 @@ def kron_quant_pack(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor |
 
     kernel = _build_kernel()
     x = x.contiguous()
-    out = torch.empty(m, n // 2, dtype=torch.uint8, device=x.device)
-    scale = torch.empty(m, 1, dtype=torch.float32, device=x.device)
+    out = torch.empty(m, n // 2, dtype=torch.uint8, device=x.device) if out is None else out
+    scale = torch.empty(m, 1, dtype=torch.float32, device=x.device) if scale_out is None else scale_out
+    if out.shape != (m, n // 2) or out.dtype != torch.uint8 or scale.shape != (m, 1) or scale.dtype != torch.float32:
+        raise ValueError(f"kron_quant_pack: expected out [{m}, {n // 2}] uint8 and scale_out [{m}, 1] float32, got "
+                         f"{tuple(out.shape)} {out.dtype} and {tuple(scale.shape)} {scale.dtype}")
     dummy = x
     bn1 = max(16, triton.next_power_of_2(n1))
     bn2 = max(16, triton.next_power_of_2(n2))

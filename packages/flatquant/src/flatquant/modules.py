@@ -101,7 +101,7 @@ class Transform(nn.Module):
             if kind == "svd":
                 factors.append(SVDFactor(m, generator))
             else:
-                h = FQ.random_hadamard(m, generator)
+                h = FQ.random_hadamard(m, generator, torch.float64)  # orthogonal to float64 precision
                 factors.append(FixedFactor(h, h))
         self.factors = nn.ModuleList(factors)
         self.diag = nn.Parameter(torch.ones(n)) if diag else None

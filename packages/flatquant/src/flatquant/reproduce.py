@@ -83,7 +83,8 @@ def _runs(quick: bool) -> list[tuple[str, FlatQuantConfig]]:
     return runs
 
 
-def run_smollm2(quick: bool, out: Path, only: list[str] | None = None, **override) -> dict[str, Any]:
+def run_smollm2(quick: bool, out: Path, only: list[str] | None = None, fp: bool = True, **override
+                ) -> dict[str, Any]:
     """Perplexity of SmolLM2-135M-Instruct under each method (one JSON record per method under ``out``)."""
     from paperkit.data import load_smollm2
 
@@ -91,9 +92,10 @@ def run_smollm2(quick: bool, out: Path, only: list[str] | None = None, **overrid
     model, tok = load_smollm2()
     cal, ev = smollm2_data(tok, s["nsamples"], s["seqlen"], s["eval_tokens"])
     results: dict[str, Any] = {"settings": s, "calibration_shape": list(cal.shape), "eval_tokens": len(ev)}
-    t0 = time.perf_counter()
-    results["fp"] = {"ppl": _ppl(model, ev), "seconds": time.perf_counter() - t0}
-    _save(out, "smollm2-fp", {"settings": s}, results["fp"])
+    if fp:
+        t0 = time.perf_counter()
+        results["fp"] = {"ppl": _ppl(model, ev), "seconds": time.perf_counter() - t0}
+        _save(out, "smollm2-fp", {"settings": s}, results["fp"])
     for name, cfg in _runs(quick):
         if only and name not in only:
             continue
@@ -204,21 +206,30 @@ ABLATION = [("transform", dict(add_diag=False, lwc=False, lac=False)),
             ("transform+diag+clip", dict(add_diag=True, lwc=True, lac=True))]
 
 
-@reproduction("ablation", "Ablation: learnable transform, + per-channel scaling, + learnable clipping")
-def ablation(quick: bool, out: Path) -> list[Claim]:
+def run_ablation(quick: bool, out: Path, only: list[str] | None = None, **override) -> dict[str, Any]:
+    """SmolLM2 W4A4KV4 perplexity of each ablation step (one record per step)."""
     from paperkit.data import load_smollm2
 
-    s = _settings(quick)
+    s = _settings(quick, **override)
     model, tok = load_smollm2()
     cal, ev = smollm2_data(tok, s["nsamples"], s["seqlen"], s["eval_tokens"])
     res: dict[str, Any] = {}
     for name, kw in ABLATION:
+        if only and name not in only:
+            continue
         cfg = FlatQuantConfig(nsamples=cal.shape[0], seqlen=cal.shape[1], epochs=s["epochs"],
                               batch_size=min(s["batch_size"], cal.shape[0]), **kw)
         res[name] = _quantize_and_ppl(model, cfg, cal, ev)
-    _save(out, "ablation", {"settings": s}, res)
+        _save(out, f"ablation-{name}", {"settings": s, "flatquant": cfg.to_dict()}, res[name])
+    return res
+
+
+@reproduction("ablation", "Ablation: learnable transform, + per-channel scaling, + learnable clipping")
+def ablation(quick: bool, out: Path) -> list[Claim]:
+    s = _settings(quick)
+    res = run_ablation(quick, out)
     p = [res[n]["ppl"] for n, _ in ABLATION]
-    note = f"SmolLM2-135M W4A4KV4, Lee PPL; calibration {list(cal.shape)} x {s['epochs']} epochs"
+    note = f"SmolLM2-135M W4A4KV4, Lee PPL; calibration {s['nsamples']}x{s['seqlen']} x {s['epochs']} epochs"
     return [Claim("Table 5", f"PPL {n}", "decreasing", v, None, note) for (n, _), v in zip(ABLATION, p)] + [
         Claim("Table 5", "each component helps (PPL non-increasing)", "yes", p, p[0] >= p[1] >= p[2], note)]
 
@@ -226,30 +237,37 @@ def ablation(quick: bool, out: Path) -> list[Claim]:
 # ----------------------------------------------------------------------------- flatness
 
 
-@reproduction("flatness", "Flatness (kurtosis, top-1/median channel magnitude) before/after the transforms, plot")
-def flatness(quick: bool, out: Path) -> list[Claim]:
+def run_flatness(quick: bool, out: Path, **override) -> dict[str, Any]:
+    """Quantize SmolLM2 with FlatQuant, then measure flatness of every slot on held-out text; plot 4 slots."""
+    from paperkit.data import load_smollm2
+
     import flatquant
     from flatquant.analysis import flatness_report, plot_flatness
 
-    s = _settings(quick)
-    from paperkit.data import load_smollm2
-
+    s = _settings(quick, **override)
     model, tok = load_smollm2()
     cal, ev = smollm2_data(tok, s["nsamples"], s["seqlen"], s["eval_tokens"])
     cfg = FlatQuantConfig(nsamples=cal.shape[0], seqlen=cal.shape[1], epochs=s["epochs"],
                           batch_size=min(s["batch_size"], cal.shape[0]))
     flatquant.quantize_(model, cfg, cal)
-    probe = ev[:256].reshape(1, -1)
-    rows = flatness_report(model, probe, keep_curves=True)
-    shown = [r for r in rows if (r["layer"], r["slot"]) in {(0, "qkv"), (15, "down"), (29, "down"), (15, "upgate")}]
-    plot_flatness(shown, out / "flatness.png", "SmolLM2-135M, FlatQuant: sorted channel magnitudes")
+    rows = flatness_report(model, ev[:256].reshape(1, -1), keep_curves=True)
+    shown = [r for r in rows if (r["layer"], r["slot"]) in {(0, "qkv"), (15, "upgate"), (15, "down"), (29, "down")}]
+    plot_flatness(shown, out / "flatness.png", f"SmolLM2-135M, FlatQuant ({s['epochs']} epochs): sorted channel "
+                  "magnitudes before (solid) / after (dashed) the transform")
     (out / "flatness.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "curves"} for r in rows],
                                                   indent=1))
     med = {}
     for k in ("act_before_kurtosis", "act_after_kurtosis", "act_before_top1_over_median", "act_after_top1_over_median",
-              "weight_before_kurtosis", "weight_after_kurtosis"):
+              "weight_before_kurtosis", "weight_after_kurtosis", "weight_before_top1_over_median",
+              "weight_after_top1_over_median"):
         med[k] = float(torch.tensor([r[k] for r in rows]).median())
-    _save(out, "flatness", {"settings": s}, med)
+    _save(out, "flatness", {"settings": s, "flatquant": cfg.to_dict()}, med)
+    return med
+
+
+@reproduction("flatness", "Flatness (kurtosis, top-1/median channel magnitude) before/after the transforms, plot")
+def flatness(quick: bool, out: Path) -> list[Claim]:
+    med = run_flatness(quick, out)
     flatter = med["act_after_kurtosis"] < med["act_before_kurtosis"]
     return [Claim("Fig. 1", "median activation kurtosis before -> after", "much flatter after",
                   f"{med['act_before_kurtosis']:.1f} -> {med['act_after_kurtosis']:.1f}", flatter, "all 120 slots"),

@@ -1,0 +1,25 @@
+"""Online transform overhead relative to the linear layer it feeds (paper Table 6), on this machine.
+
+    uv run python packages/flatquant/benchmarks/overhead.py [--tokens 2048] [--hidden 4096]
+
+Writes ``packages/flatquant/results/overhead-<tokens>x<hidden>.json``. On a GPU, ``flatquant.gpu_check``
+times the fused Triton kernel instead of the unfused torch path measured here.
+"""
+
+import argparse
+from pathlib import Path
+
+from flatquant.reproduce import transform_overhead
+from paperkit.bench import Record
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--tokens", type=int, default=2048)
+    p.add_argument("--hidden", type=int, default=4096)
+    p.add_argument("--rep", type=int, default=10)
+    a = p.parse_args()
+    r = transform_overhead(a.tokens, a.hidden, rep=a.rep)
+    out = Path(__file__).resolve().parents[1] / "results" / f"overhead-{a.tokens}x{a.hidden}.json"
+    Record("flatquant/overhead", config=vars(a), metrics=r).save(out)
+    for k, v in r.items():
+        print(f"{k:28s} {v:.4g}")
