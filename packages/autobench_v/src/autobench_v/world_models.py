@@ -1,0 +1,53 @@
+"""The offline procedural world assembled: examiner, renderer, checker and examinees of several capacities."""
+
+from __future__ import annotations
+
+import random
+
+from autobench_v.backends import ProceduralGenerator
+from autobench_v.core import CAPABILITIES
+from autobench_v.examinees import BiasedExaminee, BlindExaminee, PerceptionExaminee, ReaderSpec
+from autobench_v.examiner import ProceduralExaminer
+from autobench_v.world import LEVELS
+
+# Examinee capacities: (name, reader spec). Training takes seconds to a minute on a CPU and is cached.
+READERS = {
+    "reader-large": ReaderSpec(width=16, steps=400, seed=0),
+    "reader-small": ReaderSpec(width=6, steps=200, seed=0),
+    "reader-tiny": ReaderSpec(width=3, steps=80, seed=0),
+}
+CHECKER = ReaderSpec(width=16, steps=400, seed=1)  # the examiner's own eyes, trained apart from the examinees
+QUICK_SCALE = {"steps": 0.5, "train_scenes": 1000}
+
+
+def _scaled(spec: ReaderSpec, quick: bool) -> ReaderSpec:
+    if not quick:
+        return spec
+    return ReaderSpec(width=spec.width, steps=max(50, int(spec.steps * QUICK_SCALE["steps"])),
+                      train_scenes=QUICK_SCALE["train_scenes"], seed=spec.seed)
+
+
+def blind_prior_questions(n_per_aspect: int = 20, seed: int = 12345):
+    """Questions from a seed disjoint from the benchmark's: what the blind model's prior is learned on."""
+    ex, qs = ProceduralExaminer(), []
+    for cap in CAPABILITIES:
+        for a in ex.aspects(cap):
+            for lv in LEVELS:
+                for d in ex.describe(a, lv, n_per_aspect, set(), seed):
+                    qs.append(ex.question(d, [], seed))
+    return qs
+
+
+def procedural_world(fault_rate: float = 0.2, quick: bool = False, progress: bool = False, seed: int = 0):
+    """Examiner, generator, checker and examinees of the offline world.
+
+    Returns:
+        ``(examiner, generator, checker, examinees)`` where the examinees are three perception readers of
+        decreasing capacity, the small reader with a 60% preference for A, and a blind text-only model.
+    """
+    random.seed(seed)
+    readers = {name: PerceptionExaminee(name, _scaled(spec, quick), progress=progress) for name, spec in READERS.items()}
+    checker = PerceptionExaminee("examiner-checker", _scaled(CHECKER, quick), progress=progress)
+    examinees = [*readers.values(), BiasedExaminee(readers["reader-small"], p_a=0.6, name="reader-small+A-bias"),
+                 BlindExaminee(blind_prior_questions(5 if quick else 20))]
+    return ProceduralExaminer(), ProceduralGenerator(fault_rate=fault_rate, seed=seed), checker, examinees
