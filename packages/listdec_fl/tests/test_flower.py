@@ -77,9 +77,14 @@ def test_strategy_bad_input():
 
 @pytest.mark.slow
 def test_flower_simulation_engine_ray():
-    """Flower's simulation engine (Ray backend) with 10 virtual nodes, 6 of them malicious."""
-    sim = SimConfig(dataset="digits", n_clients=10, alpha=0.6, attack=AttackConfig(name="signflip"), rounds=10)
+    """Flower's simulation engine (Ray backend) with 10 virtual nodes, 6 of them malicious.
+
+    Only ~1 round in 5 has an honest node train the good listed model (0.4 x 1/k), hence 25 rounds.
+    """
+    sim = SimConfig(dataset="digits", n_clients=10, alpha=0.6, attack=AttackConfig(name="signflip"), rounds=25)
     res, strat = run_flower_simulation(sim, ListDecConfig(alpha=0.6, lr=0.05))
-    assert len(strat.models) == 2 and len(strat.state.history) == 10
-    assert res.evaluate_metrics_clientapp[10]["num-voters"] == 10
-    assert res.evaluate_metrics_serverapp[10]["best-accuracy"] > 0.8
+    assert len(strat.models) == 2 and len(strat.state.history) == 25
+    assert all(res.evaluate_metrics_clientapp[r]["num-voters"] == 10 for r in range(1, 26))
+    best = [res.evaluate_metrics_serverapp[r]["best-accuracy"] for r in range(26)]
+    assert all(b >= best[0] for b in best)  # the honest favourite is never lost
+    assert best[-1] > 0.8
