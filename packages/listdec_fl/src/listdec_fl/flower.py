@@ -17,9 +17,9 @@ It runs unchanged in Flower's simulation engine (:func:`run_flower_simulation`) 
 Example:
     >>> from listdec_fl import SimConfig, ListDecConfig, AttackConfig
     >>> from listdec_fl.flower import run_flower_simulation
-    >>> sim = SimConfig(dataset="digits", n_clients=10, alpha=0.6, attack=AttackConfig(name="signflip"), rounds=20)
+    >>> sim = SimConfig(dataset="digits", n_clients=10, alpha=0.6, attack=AttackConfig(name="signflip"), rounds=25)
     >>> result, strategy = run_flower_simulation(sim, ListDecConfig(alpha=0.6))  # doctest: +SKIP
-    >>> result.evaluate_metrics_serverapp[20]["best-accuracy"]  # doctest: +SKIP
+    >>> result.evaluate_metrics_serverapp[25]["best-accuracy"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
