@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from polyak_clip import functional as Fn
@@ -165,3 +166,29 @@ def test_state_dict_roundtrip():
     opt2 = AdaSPS([x])
     opt2.load_state_dict(opt.state_dict())
     assert opt2.state["global"]["gap_sum"] == opt.state["global"]["gap_sum"]
+
+
+@pytest.mark.parametrize("method", ["inexact_polyak", "decsps", "adasps"])
+def test_optimizer_matches_vectorised_synthetic_run(method):
+    # the torch optimizers and the numpy grid runner of synthetic.py implement the same rules independently
+    from polyak_clip.synthetic import SyntheticConfig, run_method
+
+    cfg = SyntheticConfig(iters_adaptive=60)
+    ref = run_method(method, 10.0, cfg)["gaps"][:, 0]
+    x = torch.nn.Parameter(torch.tensor(cfg.x0, dtype=torch.float64))
+    cls = {"inexact_polyak": lambda p: InexactPolyak(p, T=60), "decsps": DecSPS, "adasps": AdaSPS}[method]
+    opt = cls([x])
+    f = lambda: Fn.synthetic_f(x, cfg.L0, 10.0, cfg.f_star)  # noqa: E731
+    gaps = [opt.step(make_closure(opt, f)).item() - cfg.f_star for _ in range(60)]
+    np.testing.assert_allclose(gaps, ref[:60], rtol=1e-9, atol=1e-12)
+
+
+def test_dog_distance_is_running_max():
+    x, f, *_ = quadratic()
+    x0 = x.detach().clone()
+    opt = DoG([x])
+    dists = []
+    for _ in range(5):
+        opt.step(make_closure(opt, f))
+        dists.append((x.detach() - x0).norm().item())
+    assert opt.state["global"]["max_dist"] == pytest.approx(max(dists + [1e-6 * (1 + x0.norm().item())]))

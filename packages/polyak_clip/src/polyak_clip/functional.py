@@ -23,21 +23,26 @@ def inexact_polyak_step(f, lower_bound, grad_sq, T: int, eps: float = 1e-12):
 
 
 def decsps_step(f, lower_bound, grad_sq, c_t, c_prev, gamma_prev, eps: float = 1e-12):
-    """DecSPS (Orvieto et al., 2022, Eq. 8): ``(1/c_t) min{(f - l*)/||g||^2, c_{t-1} gamma_{t-1}}``
-    with ``c_t = c_0 sqrt(t + 1)``, ``c_{-1} = c_0`` and ``gamma_{-1} = gamma_b``."""
+    """DecSPS (Orvieto, Lacoste-Julien, Loizou; NeurIPS 2022, the rule named DecSPS, arXiv 2205.04583):
+    ``(1/c_t) min{(f - l*)/||g||^2, c_{t-1} gamma_{t-1}}`` with ``c_t = c_0 sqrt(t + 1)`` (the schedule of
+    their convergence theorems), ``c_{-1} = c_0`` and ``gamma_{-1} = gamma_b``. The rule makes
+    ``c_t gamma_t`` non-increasing, so ``gamma_t <= c_0 gamma_b / c_t``."""
     return np.minimum(polyak_step(f, lower_bound, grad_sq, eps), c_prev * gamma_prev) / c_t
 
 
 def adasps_step(f, lower_bound, grad_sq, loss_gap_sum, gamma_prev, c_p: float = 1.0, eps: float = 1e-12):
-    """AdaSPS (Jiang & Stich, 2023, Eq. 5): ``min{(f - l*) / (c_p ||g||^2 sqrt(sum_s (f_s - l*))), gamma_{t-1}}``
-    where the sum runs over all iterations so far, the current one included, and ``gamma_{-1} = inf``."""
+    """AdaSPS (Jiang & Stich, NeurIPS 2023, the rule labelled (AdaSPS), arXiv 2308.06058):
+    ``min{(f_t - l*) / (c_p ||g_t||^2 sqrt(sum_{s=0}^t (f_s - l*))), gamma_{t-1}}`` where the sum runs over
+    all iterations so far, the current one included, and ``gamma_{-1} = +inf`` (so the step never grows)."""
     return np.minimum(polyak_step(f, lower_bound, grad_sq, eps) / (c_p * np.sqrt(np.maximum(loss_gap_sum, eps))),
                       gamma_prev)
 
 
 def dog_step(max_dist, grad_sq_sum, eps: float = 1e-12):
-    """DoG (Ivgi et al., 2023, Eq. 2): ``max_{i<=t} ||x_i - x_0|| / sqrt(sum_{i<=t} ||g_i||^2)``, where the
-    distance is floored at ``r_eps = 1e-6 (1 + ||x_0||)``."""
+    """DoG (Ivgi, Hinder, Carmon; ICML 2023, the rule labelled (DoG), arXiv 2302.12022):
+    ``rbar_t / sqrt(sum_{i<=t} ||g_i||^2)`` with ``rbar_0 = r_eps = 1e-6 (1 + ||x_0||)`` and
+    ``rbar_t = max(rbar_{t-1}, ||x_t - x_0||)`` (the max over all iterates, floored at ``r_eps`` as the
+    official ``dog-optimizer`` does)."""
     return max_dist / np.sqrt(np.maximum(grad_sq_sum, eps))
 
 

@@ -178,7 +178,7 @@ class Polyak(_PolyakFamily):
 
 
 class DecSPS(_PolyakFamily):
-    """Decreasing SPS (Orvieto, Lacoste-Julien, Loizou; NeurIPS 2022, Eq. 8).
+    """Decreasing SPS (Orvieto, Lacoste-Julien, Loizou; NeurIPS 2022, the rule named DecSPS; arXiv 2205.04583).
 
     ``gamma_t = (1/c_t) min{(f - l*) / ||g||^2, c_{t-1} gamma_{t-1}}`` with ``c_t = c_0 sqrt(t + 1)``,
     ``c_{-1} = c_0`` and ``gamma_{-1} = gamma_b``.
@@ -207,7 +207,7 @@ class DecSPS(_PolyakFamily):
 
 
 class AdaSPS(_PolyakFamily):
-    """AdaSPS (Jiang & Stich, NeurIPS 2023, Eq. 5).
+    """AdaSPS (Jiang & Stich, NeurIPS 2023, the rule labelled (AdaSPS); arXiv 2308.06058).
 
     ``gamma_t = min{(f_t - l*) / (c_p ||g_t||^2 sqrt(sum_{s<=t} (f_s - l*))), gamma_{t-1}}``, ``gamma_{-1} = inf``.
 
@@ -232,7 +232,8 @@ class AdaSPS(_PolyakFamily):
 
 
 class DoG(_GlobalStepOptimizer):
-    """Distance over Gradients (Ivgi, Hinder, Carmon; ICML 2023, Eq. 2), global (not layer-wise) version.
+    """Distance over Gradients (Ivgi, Hinder, Carmon; ICML 2023, the "(DoG)" rule; arXiv 2302.12022), global
+    (not the layer-wise L-DoG) version, without the iterate averaging the DoG authors recommend (as in the paper).
 
     ``gamma_t = max_{i<=t} ||x_i - x_0|| / sqrt(sum_{i<=t} ||g_i||^2)``, the distance floored at
     ``r_eps = reps_rel (1 + ||x_0||)``.
