@@ -314,7 +314,10 @@ def transform_overhead(tokens: int = 2048, hidden: int = 4096, device: str = "cp
     t_kron = benchmark(lambda: kernels.transform_quant_unfused(x, p1, p2), warmup=2, rep=rep, device=sync).median_ms
     t_dense = benchmark(lambda: kernels.transform_quant_unfused(x @ dense, None, None), warmup=2, rep=rep,
                         device=sync).median_ms
-    res = {"linear_ms": t_lin, "kron_quant_ms": t_kron, "dense_rotation_quant_ms": t_dense,
+    t_kron_only = benchmark(lambda: FQ.kronecker_matmul(x, p1, p2), warmup=2, rep=rep, device=sync).median_ms
+    t_dense_only = benchmark(lambda: x @ dense, warmup=2, rep=rep, device=sync).median_ms
+    res = {"linear_ms": t_lin, "kron_only_ms": t_kron_only, "dense_only_ms": t_dense_only,
+           "kron_only_over_linear": t_kron_only / t_lin, "dense_only_over_linear": t_dense_only / t_lin, "kron_quant_ms": t_kron, "dense_rotation_quant_ms": t_dense,
            "kron_over_linear": t_kron / t_lin, "dense_over_linear": t_dense / t_lin, "n1": n1, "n2": n2}
     if hidden & (hidden - 1) == 0:
         res["fwht_quant_ms"] = benchmark(lambda: kernels.transform_quant_unfused(fwht(x), None, None), warmup=2,
