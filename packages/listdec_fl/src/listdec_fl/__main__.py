@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--dataset", default="digits")
     sw.add_argument("--rounds", type=int, default=None, help="override the rounds")
     sw.add_argument("--n-clients", type=int, default=None)
+    sw.add_argument("--lidfl-rounds", type=int, default=None, help="LiD-FL rounds (default: --rounds)")
     sw.add_argument("--alphas", type=float, nargs="+", default=None)
     sw.add_argument("--aggregators", nargs="+", default=None)
     sw.add_argument("--device", default="cpu")
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sweep_settings(args.quick, args.dataset)
     if args.rounds:
         s["rounds"], s["eval_every"] = args.rounds, max(1, args.rounds // 10)
+        s["lidfl_rounds"] = args.rounds if args.lidfl_rounds is None else args.lidfl_rounds
+    elif args.lidfl_rounds is not None:
+        s["lidfl_rounds"] = args.lidfl_rounds
     if args.n_clients:
         s["n_clients"] = args.n_clients
     if args.alphas:
