@@ -30,7 +30,7 @@ from flatquant.config import FlatQuantConfig
 PAPER_PPL = {"llama-3-8b": {"fp": 6.14, "smoothquant": 210.19, "quarot": 10.60, "flatquant": 6.98},
              "llama-2-7b": {"fp": 5.47, "smoothquant": 83.12, "quarot": 8.56, "flatquant": 5.79}}
 
-QUICK = {"nsamples": 4, "seqlen": 128, "epochs": 1, "eval_tokens": 1024, "batch_size": 4}
+QUICK = {"nsamples": 4, "seqlen": 64, "epochs": 1, "eval_tokens": 512, "batch_size": 1}
 FULL = {"nsamples": 128, "seqlen": 2048, "epochs": 15, "eval_tokens": None, "batch_size": 4}
 
 
