@@ -1,5 +1,4 @@
 import torch
-
 from flatquant import reproduce as R
 
 
