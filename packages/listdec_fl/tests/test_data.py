@@ -41,6 +41,7 @@ def test_dirichlet_split_is_skewed_and_complete():
     assert max(torch.bincount(y[p], minlength=10).max().item() / p.numel() for p in iid) < 0.2
 
 
+@pytest.mark.slow  # imports scikit-learn (~30 s here without cached bytecode); the reproduction also loads it
 def test_load_federated_digits():
     from listdec_fl.data import load_federated
 
