@@ -3,6 +3,7 @@
     python -m polyak_clip synthetic --out runs/             # Fig. 1 (seconds), plot + JSON
     python -m polyak_clip neural --quick --out runs/         # Sec. 6.2 at small scale, plot + JSON
     python -m polyak_clip train --task lstm --method inexact_polyak --steps 300
+    python -m polyak_clip tables packages/polyak_clip/results/quick/polyak_clip   # README tables from records
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--lr", type=float)
     t.add_argument("--clip", type=float)
+    tb = sub.add_parser("tables", help="markdown tables from the records of a reproduction folder")
+    tb.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
+    if args.cmd == "tables":
+        from polyak_clip.report import all_tables
+
+        print(all_tables(args.folder))
+        return 0
     if args.cmd == "train":
         r = train(NeuralConfig(task=args.task, steps=args.steps, batch_size=args.batch_size), args.method,
                   args.seed, args.lr, args.clip, progress=True)
