@@ -48,6 +48,37 @@ def test_registers_reproductions(name):
 
 @pytest.mark.parametrize("name", PACKAGES)
 def test_results_are_records(name):
-    for path in (ROOT / "packages" / name / "results").rglob("*.json"):
-        rec = json.loads(path.read_text())
-        assert isinstance(rec, dict), path
+    """Every package commits the JSON its README numbers come from, with at least one paperkit Record."""
+    files = list((ROOT / "packages" / name / "results").rglob("*.json"))
+    loaded = [json.loads(p.read_text()) for p in files]
+    records = [r for r in loaded if isinstance(r, dict) and {"config", "metrics", "git", "env"} <= r.keys()]
+    assert records, f"{name}/results holds no paperkit Record ({len(files)} JSON files)"
+
+
+KERNEL_PACKAGES = [p for p in PACKAGES if (ROOT / "packages" / p / "src" / p / "gpu_check.py").exists()]
+
+
+def test_every_triton_package_has_a_gpu_check():
+    assert {"deepseek_moe", "fastattention", "flatquant", "vnm_sparse"} <= set(KERNEL_PACKAGES)
+
+
+@pytest.mark.parametrize("name", KERNEL_PACKAGES)
+def test_gpu_checks_import_without_a_gpu(name):
+    """benchmarks/gpu/run.py picks up every package's gpu_check; it must import on a CPU-only machine."""
+    import importlib
+
+    assert callable(importlib.import_module(f"{name}.gpu_check").gpu_checks)
+
+
+def test_gpu_runner_refuses_without_cuda(capsys):
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        return  # with a GPU the runner runs for real: that is benchmarks/gpu/run.py itself
+    spec = importlib.util.spec_from_file_location("gpu_run", ROOT / "benchmarks" / "gpu" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
