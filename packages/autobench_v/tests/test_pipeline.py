@@ -95,3 +95,17 @@ def test_run_config_validation():
         RunConfig(levels=("trivial",))
     with pytest.raises(ValueError, match="validation_threshold"):
         RunConfig(validation_threshold=2)
+
+
+def test_crashing_model_is_recorded_not_raised(tmp_path, reader):
+    class Crashes:
+        name = "crashes"
+
+        def answer(self, image, prompt):
+            raise IndexError("list index out of range")
+
+    cfg = RunConfig(capabilities=("spatial_understanding",), levels=("easy",), n_per_aspect=1,
+                    validation_threshold=0.0, workers=1, retries=0)
+    scores = run(ProceduralExaminer(), ProceduralGenerator(), [reader, Crashes()], tmp_path, cfg, progress=False)
+    assert scores["failures"]["crashes"] > 0 and scores["accuracy"]["crashes"]["all"]["overall"] == 0
+    assert "IndexError" in (tmp_path / "answers.jsonl").read_text()

@@ -68,4 +68,4 @@ def test_probes_are_true_of_the_scene():
     scene = Scene.from_dict(d.scene)
     for p in ex.probes(d):
         assert solve_question(p.question, scene, p.options) == p.answer
-    assert set(QTYPES) >= {"color_of", "mood", "probe_object"}
+    assert set(QTYPES) >= {"color_of", "mood", "probe_color", "count_all"}

@@ -55,14 +55,15 @@ class SceneReader(nn.Module):
     """A fully convolutional scene parser: 96 x 96 image -> 6 x 6 cells x (object, shape, colour, size),
     plus the background's palette and light."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 4):
         super().__init__()
         w = width
-        self.body = nn.Sequential(  # 96 -> 48 (pooled) -> 24 -> 12 -> 6
-            nn.AvgPool2d(2), nn.Conv2d(3, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4 * w, 3, padding=1), nn.ReLU(),  # edges and colours at full resolution
+            nn.Conv2d(4 * w, 8 * w, 4, stride=4), nn.ReLU(),  # (B, 8w, 24, 24)
+            nn.Conv2d(8 * w, 8 * w, 4, stride=4), nn.ReLU(),  # one feature per cell: (B, 8w, 6, 6)
+            nn.Conv2d(8 * w, 8 * w, 3, padding=1), nn.ReLU(),  # neighbouring cells (objects that spill over)
+            nn.Conv2d(8 * w, 4 * w, 1), nn.ReLU(),
         )
         self.cells = nn.Conv2d(4 * w, 1 + len(SHAPES) + len(COLORS) + len(SIZES), 1)
         self.mood = nn.Linear(4 * w, len(PALETTES))
@@ -108,9 +109,9 @@ def reader_loss(model: SceneReader, x, t, m) -> torch.Tensor:
 class ReaderSpec:
     """How a perception examinee is built: its width, training set size, steps and seed."""
 
-    width: int = 16
+    width: int = 4
     train_scenes: int = 2000
-    steps: int = 400
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0

@@ -16,7 +16,7 @@ import networkx as nx
 
 from autobench_v.core import LETTERS, MCQ, Aspect, BackendError, Description, Probe
 from autobench_v.questions import QTYPES, make_question
-from autobench_v.world import COLORS, LEVEL_STYLE, PLACES, SHAPES, Scene, describe_scene, random_scene
+from autobench_v.world import COLORS, LEVEL_STYLE, PLACES, Scene, describe_scene, random_scene
 
 # capability -> general aspect -> fine-grained aspects (name, question type)
 ONTOLOGY: dict[str, dict[str, list[tuple[str, str]]]] = {
@@ -109,14 +109,17 @@ class ProceduralExaminer:
         return out
 
     def probes(self, desc: Description) -> list[Probe]:
+        """TIFA-style probes: each colour the description asks for (yes), one it does not (no), the object
+        count and the background's warmth."""
         scene = Scene.from_dict(desc.scene)
         rng = random.Random(desc.id)
-        present = {o.name for o in scene.objects}
-        probes = [Probe(f"Is there a {name} in the picture?", ["yes", "no"], "yes", "object", name)
-                  for name in sorted(present)[:4]]
-        absent = [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in present]
-        name = rng.choice(absent)
-        probes.append(Probe(f"Is there a {name} in the picture?", ["yes", "no"], "no", "object", name))
+        present = sorted({o.color for o in scene.objects})
+        probes = [Probe(f"Is there a {c} object in the picture?", ["yes", "no"], "yes", "color", c) for c in present[:4]]
+        absent = rng.choice([c for c in COLORS if c not in present])
+        probes.append(Probe(f"Is there a {absent} object in the picture?", ["yes", "no"], "no", "color", absent))
+        n = len(scene.objects)
+        counts = [str(k) for k in sorted({n, n + 1, max(n - 1, 0), n + 2, max(n - 2, 0)})][:4]
+        probes.append(Probe("How many objects are there in the picture?", counts, str(n), "counting", "count"))
         probes.append(Probe("Is the background warm or cool?", ["warm", "cool"], scene.palette, "color", "palette"))
         return probes
 

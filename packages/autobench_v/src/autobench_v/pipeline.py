@@ -85,7 +85,8 @@ class Cache:
 
     def call(self, namespace: str, key: Any, fn, retries: int = 2) -> dict:
         """``fn()`` -> JSON-able dict, cached; failures come back as ``{"error": reason}`` (also cached,
-        unless transient, so a rerun retries them)."""
+        unless transient, so a rerun retries them). Any other exception a backend raises is a failure of
+        that call too: recorded with its type and message, not cached, and the run goes on."""
         path = self._path(namespace, key)
         if path.exists():
             return json.loads(path.read_text())
@@ -95,6 +96,8 @@ class Cache:
             value = {"error": str(e)}
             if e.transient:
                 return value
+        except Exception as e:  # noqa: BLE001 - a crashing model must not lose the run
+            return {"error": f"{type(e).__name__}: {e}"}
         tmp = path.with_suffix(f".{random.random():.8f}.tmp")
         tmp.write_text(json.dumps(value))
         tmp.replace(path)

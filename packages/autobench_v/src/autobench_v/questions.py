@@ -70,11 +70,15 @@ def _relation(a, b) -> str:
 
 
 def _leftmost(s: Scene) -> str:
+    if not s.objects:
+        return ""
     cols = sorted(s.objects, key=lambda o: o.col)
     return cols[0].name if len(cols) == 1 or cols[0].col < cols[1].col else ""
 
 
 def _topmost(s: Scene) -> str:
+    if not s.objects:
+        return ""
     rows = sorted(s.objects, key=lambda o: o.row)
     return rows[0].name if len(rows) == 1 or rows[0].row < rows[1].row else ""
 
@@ -138,8 +142,8 @@ _QTYPE_LIST = [
           lambda s, rng, av: {}, lambda p, s: f"{s.palette} and {s.light}",
           lambda p, s: [f"{a} and {b}" for a, b in MOODS]),
     # probes of self-validation (asked by the examiner's checker, never in the benchmark)
-    QType("probe_object", "probe", "Is there a {name} in the picture?", lambda s, rng, av: None,
-          lambda p, s: "yes" if any(o.name == p["name"] for o in s.objects) else "no", lambda p, s: ["yes", "no"]),
+    QType("probe_color", "probe", "Is there a {color} object in the picture?", lambda s, rng, av: None,
+          lambda p, s: "yes" if any(o.color == p["color"] for o in s.objects) else "no", lambda p, s: ["yes", "no"]),
     QType("probe_palette", "probe", "Is the background warm or cool?", lambda s, rng, av: None,
           lambda p, s: s.palette, lambda p, s: ["warm", "cool"]),
 ]

@@ -12,11 +12,11 @@ from autobench_v.world import LEVELS
 
 # Examinee capacities: (name, reader spec). Training takes seconds to a minute on a CPU and is cached.
 READERS = {
-    "reader-large": ReaderSpec(width=16, steps=400, seed=0),
-    "reader-small": ReaderSpec(width=6, steps=200, seed=0),
-    "reader-tiny": ReaderSpec(width=3, steps=80, seed=0),
+    "reader-large": ReaderSpec(width=4, steps=1000, seed=0),
+    "reader-small": ReaderSpec(width=2, steps=400, seed=0),
+    "reader-tiny": ReaderSpec(width=1, steps=150, seed=0),
 }
-CHECKER = ReaderSpec(width=16, steps=400, seed=1)  # the examiner's own eyes, trained apart from the examinees
+CHECKER = ReaderSpec(width=4, steps=1000, seed=1)  # the examiner's own eyes, trained apart from the examinees
 QUICK_SCALE = {"steps": 0.5, "train_scenes": 1000}
 
 
