@@ -30,3 +30,11 @@ def test_bad_names_raise():
         load_images("imagenet")
     with pytest.raises(ValueError, match="split"):
         load_images("digits", "val")
+
+
+def test_load_images_is_paperkits_image_dataset():
+    from paperkit.data import image_dataset
+
+    X, y = load_images("digits", "test")
+    Xp, yp = image_dataset("digits", split="test")
+    assert torch.equal(X, Xp.float()) and torch.equal(y, yp.long())
