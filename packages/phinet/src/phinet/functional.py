@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from paperkit.metrics import knn_accuracy as knn_accuracy  # re-export: the shared cosine-weighted kNN monitor
 from torch import Tensor
 
 
@@ -179,14 +180,6 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
         scores.scatter_add_(1, labels[idx], w)                          # (q, C)
         outs.append(scores)
     return torch.cat(outs)
-
-
-def knn_accuracy(train_feats: Tensor, train_y: Tensor, test_feats: Tensor, test_y: Tensor, k: int = 200,
-                 temperature: float = 0.1) -> float:
-    """Top-1 accuracy of :func:`knn_predict` (bank = training features)."""
-    c = int(max(train_y.max(), test_y.max())) + 1
-    pred = knn_predict(test_feats, train_feats, train_y, c, k, temperature).argmax(-1)
-    return (pred.cpu() == test_y.cpu()).float().mean().item()
 
 
 # ----------------------------------------------------------------------------------------- schedule

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import torch
+from paperkit.metrics import knn_accuracy
 from paperkit.reproduce import Claim, reproduction
 
 from phinet.config import ModelConfig, TrainConfig
 from phinet.data import class_split, load_images, split_tasks
 from phinet.dynamics import FlowParams, aligned_init, critical_eta, eigen_flow, matrix_flow
-from phinet.functional import knn_accuracy
 from phinet.monitor import CollapseMonitor
 from phinet.train import Trainer
 
@@ -175,10 +175,10 @@ def run_continual(quick: bool = True, out: Path | str = "reproductions/phinet", 
                 ftr, fte = tr.features(X), tr.features(Xt)
                 for t, cls in enumerate(tasks):
                     mtr, mte = torch.isin(y, torch.tensor(cls)), torch.isin(yt, torch.tensor(cls))
-                    A[k, t] = knn_accuracy(ftr[mtr], y[mtr], fte[mte], yt[mte], tc.knn_k, tc.knn_temperature)
+                    A[k, t] = knn_accuracy(ftr[mtr], y[mtr], fte[mte], yt[mte], k=tc.knn_k, temperature=tc.knn_temperature)
                 seen = torch.tensor([c for cls in tasks[: k + 1] for c in cls])
                 mtr, mte = torch.isin(y, seen), torch.isin(yt, seen)
-                seen_acc.append(knn_accuracy(ftr[mtr], y[mtr], fte[mte], yt[mte], tc.knn_k, tc.knn_temperature))
+                seen_acc.append(knn_accuracy(ftr[mtr], y[mtr], fte[mte], yt[mte], k=tc.knn_k, temperature=tc.knn_temperature))
                 return {"seen_acc": seen_acc[-1]}
 
             tr.fit_continual([class_split(X, y, cls)[0] for cls in tasks], epochs, after)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from paperkit.metrics import knn_accuracy
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -173,7 +174,8 @@ class Trainer:
         """kNN accuracy (cosine, weighted, k and temperature from the config), the collapse gauge on the test
         projections, and optionally the linear probe."""
         ftr, fte = self.features(X_train), self.features(X_test)
-        res = {"knn_acc": PF.knn_accuracy(ftr, y_train, fte, y_test, self.cfg.knn_k, self.cfg.knn_temperature),
+        res = {"knn_acc": knn_accuracy(ftr, y_train, fte, y_test, k=self.cfg.knn_k,
+                                         temperature=self.cfg.knn_temperature),
                "collapse_std": PF.collapse_std(self.features(X_test, "projection")).item(),
                "healthy_std": 1 / math.sqrt(self.model_cfg.proj_dim)}
         if probe:
