@@ -82,3 +82,17 @@ def test_gpu_runner_refuses_without_cuda(capsys):
     spec.loader.exec_module(module)
     assert module.main([]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_gpu_runner_interpreted_correctness():
+    """The GPU script's CPU test mode: shared kernels checked under TRITON_INTERPRET=1, gpu_checks imported."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "run.py"), "--interpret"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "failed: []" in out.stdout

@@ -32,7 +32,8 @@ for src in [ROOT / "shared" / "src", *sorted((ROOT / "packages").glob("*/src"))]
 import torch  # noqa: E402
 from paperkit.bench import Record, benchmark, render_table  # noqa: E402
 
-PACKAGES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/src"))
+# Packages with Triton kernels ship src/<package>/gpu_check.py with gpu_checks(quick) -> list[Record].
+KERNEL_PACKAGES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/src/*/gpu_check.py"))
 
 
 def ceilings() -> list[Record]:
@@ -50,8 +51,11 @@ def ceilings() -> list[Record]:
                    metrics={"ms": t2.median_ms, "TFLOP/s": tflops})]
 
 
-def paperkit_checks(quick: bool) -> list[Record]:
-    """The shared quantization kernels: exact codes and scales against the references, then GB/s."""
+def paperkit_checks(quick: bool, device: str = "cuda") -> list[Record]:
+    """The shared quantization kernels: exact codes and scales against the references, then GB/s.
+
+    On ``device="cpu"`` (under ``TRITON_INTERPRET=1``) only the correctness part runs, at tiny shapes.
+    """
     from paperkit.kernels import fp8_quantize_blockwise, pack_int4, quantize_asymmetric, quantize_symmetric
     from paperkit.testing import poison_outputs
 
@@ -68,16 +72,26 @@ def paperkit_checks(quick: bool) -> list[Record]:
         "fp8-128x128-pow2": lambda x, be: fp8_quantize_blockwise(x, (128, 128), pow2_scale=True, backend=be),
         "int4-pack": lambda x, be: (pack_int4(quantize_symmetric(x, 4, backend="torch")[0], backend=be),),
     }
-    shapes = [(7, 129), (512, 4096)] + ([] if quick else [(8192, 8192)])
+    timed = device == "cuda"
+    if timed and torch.cuda.get_device_capability() < (8, 9):
+        skipped = [k for k in ops if k.startswith("fp8")]
+        ops = {k: v for k, v in ops.items() if k not in skipped}
+        print(f"[gpu] paperkit: skipping {skipped}: FP8 e4m3 needs compute capability 8.9+")
+    shapes = [(7, 130), (512, 4096)] + ([] if quick else [(8192, 8192)]) if timed else [(3, 130), (4, 256)]
     records = []
     for shape in shapes:
         for dtype in (torch.float32, torch.bfloat16):
-            x = torch.randn(shape, device="cuda", dtype=dtype) * torch.logspace(-2, 2, shape[-1], device="cuda").to(dtype)
+            x = torch.randn(shape, device=device, dtype=dtype) * torch.logspace(-2, 2, shape[-1], device=device).to(dtype)
             for name, op in ops.items():
                 with poison_outputs():
                     out = op(x, "triton")
                 ref = op(x, "torch")
                 ok = all(same(o, r) for o, r in zip(out, ref))
+                if not timed:
+                    records.append(Record(f"paperkit/{name}/{shape[0]}x{shape[1]}/{str(dtype).removeprefix('torch.')}",
+                                          config={"op": name, "shape": list(shape), "dtype": str(dtype), "device": device},
+                                          metrics={"ok": ok, "tol": "exact"}))
+                    continue
                 fast = benchmark(lambda: op(x, "triton"), warmup=5, rep=20, device="cuda")
                 base = benchmark(lambda: op(x, "torch"), warmup=5, rep=20, device="cuda")
                 moved = x.numel() * x.element_size() + sum(o.numel() * o.element_size() for o in out)
@@ -95,20 +109,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
     parser.add_argument("--only", nargs="*", help="restrict to these packages ('paperkit' for the shared kernels)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu")
+    parser.add_argument("--interpret", action="store_true",
+                        help="CPU test mode under TRITON_INTERPRET=1: the correctness part of the shared kernels at "
+                             "tiny shapes, and every package's gpu_check imported (no timing, no records written)")
     args = parser.parse_args(argv)
+    if args.interpret:
+        import os
+
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            print("--interpret needs TRITON_INTERPRET=1 set before Python starts", file=sys.stderr)
+            return 2
+        records = paperkit_checks(quick=True, device="cpu")
+        for pkg in KERNEL_PACKAGES:
+            assert callable(importlib.import_module(f"{pkg}.gpu_check").gpu_checks)
+        bad = [r.name for r in records if not r.metrics["ok"]]
+        print(render_table(records, ["name", "metrics.ok"]))
+        print(f"{len(records)} interpreted checks, failed: {bad}")
+        return 1 if bad else 0
     if not torch.cuda.is_available():
         print("benchmarks/gpu/run.py needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)",
               file=sys.stderr)
         return 2
     suites = {"ceilings": lambda quick: ceilings(), "paperkit": paperkit_checks}
-    for pkg in PACKAGES:
-        try:
-            module = importlib.import_module(f"{pkg}.gpu_check")
-        except ModuleNotFoundError as e:
-            if e.name != f"{pkg}.gpu_check":
-                raise
-            continue
-        suites[pkg] = module.gpu_checks
+    for pkg in KERNEL_PACKAGES:
+        suites[pkg] = importlib.import_module(f"{pkg}.gpu_check").gpu_checks
     if args.only:
         suites = {k: v for k, v in suites.items() if k == "ceilings" or k in args.only}
     records: list[Record] = []
