@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--fault-rate", type=float, default=0.0, help="procedural generator: rate of corrupted images")
     r.add_argument("--circular", action="store_true", help="also CircularEval")
     r.add_argument("--workers", type=int, default=4)
-    r.add_argument("--quick", action="store_true", help="smaller procedural examinees")
+    r.add_argument("--quick", action="store_true", help="procedural world: a smaller prior set for the blind examinee")
     r.add_argument("--out", required=True)
     rep = sub.add_parser("report", help="markdown tables and plots of a run")
     rep.add_argument("out")

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from paperkit.bench import Record
+from paperkit.data import cache_dir
 from paperkit.reproduce import Claim, reproduction
 
 from autobench_v.pipeline import RunConfig, run
@@ -22,7 +23,8 @@ from autobench_v.world_models import READERS, procedural_world
 def procedural(quick: bool, out: Path) -> list[Claim]:
     examiner, generator, checker, examinees = procedural_world(fault_rate=0.2, quick=quick)
     cfg = RunConfig(n_per_aspect=4 if quick else 10, workers=2)
-    scores = run(examiner, generator, examinees, out / "run", cfg, validator=checker, progress=False)
+    scores = run(examiner, generator, examinees, out / "run", cfg, validator=checker, progress=False,
+                 cache_dir=cache_dir("autobench_v", "calls"))
     (out / "REPORT.md").write_text(markdown(scores))
     plot(scores, out / "accuracy_by_level.png")
     Record("autobench_v/procedural-world", config=scores["meta"], metrics={k: v for k, v in scores.items() if k != "meta"}

@@ -17,14 +17,6 @@ READERS = {
     "reader-tiny": ReaderSpec(width=1, steps=150, seed=0),
 }
 CHECKER = ReaderSpec(width=4, steps=1000, seed=1)  # the examiner's own eyes, trained apart from the examinees
-QUICK_SCALE = {"steps": 0.5, "train_scenes": 1000}
-
-
-def _scaled(spec: ReaderSpec, quick: bool) -> ReaderSpec:
-    if not quick:
-        return spec
-    return ReaderSpec(width=spec.width, steps=max(50, int(spec.steps * QUICK_SCALE["steps"])),
-                      train_scenes=QUICK_SCALE["train_scenes"], seed=spec.seed)
 
 
 def blind_prior_questions(n_per_aspect: int = 20, seed: int = 12345):
@@ -41,13 +33,16 @@ def blind_prior_questions(n_per_aspect: int = 20, seed: int = 12345):
 def procedural_world(fault_rate: float = 0.2, quick: bool = False, progress: bool = False, seed: int = 0):
     """Examiner, generator, checker and examinees of the offline world.
 
+    The readers train in about a minute on a CPU (then load from the cache), so quick and full share them;
+    ``quick`` only shrinks the blind model's prior set.
+
     Returns:
         ``(examiner, generator, checker, examinees)`` where the examinees are three perception readers of
         decreasing capacity, the small reader with a 60% preference for A, and a blind text-only model.
     """
     random.seed(seed)
-    readers = {name: PerceptionExaminee(name, _scaled(spec, quick), progress=progress) for name, spec in READERS.items()}
-    checker = PerceptionExaminee("examiner-checker", _scaled(CHECKER, quick), progress=progress)
+    readers = {name: PerceptionExaminee(name, spec, progress=progress) for name, spec in READERS.items()}
+    checker = PerceptionExaminee("examiner-checker", CHECKER, progress=progress)
     examinees = [*readers.values(), BiasedExaminee(readers["reader-small"], p_a=0.6, name="reader-small+A-bias"),
                  BlindExaminee(blind_prior_questions(5 if quick else 20))]
     return ProceduralExaminer(), ProceduralGenerator(fault_rate=fault_rate, seed=seed), checker, examinees
