@@ -36,13 +36,15 @@ def test_reference_matches_sdpa_gqa_causal():
     assert torch.allclose(o, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("mask", [TilingMask(), TilingMask.causal(), TilingMask.sliding_window(7),
-                                  TilingMask.sliding_window((5, 3), causal=False),
-                                  TilingMask.block_sparse(torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(1)) > 0.4, 16)])
-@pytest.mark.parametrize("lq,lk", [(1, 64), (37, 53), (64, 64), (60, 30)])
+_BAND_MASKS = [TilingMask(), TilingMask.causal(), TilingMask.sliding_window(7),
+               TilingMask.sliding_window((5, 3), causal=False)]
+_SPARSE = TilingMask.block_sparse(torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(1)) > 0.4, 16)
+# A block-sparse layout is given per tile for one (Lq, Lk): 4 x 4 tiles of 16 = 64 x 64 only.
+_CASES = [(m, lq, lk) for m in _BAND_MASKS for lq, lk in [(1, 64), (37, 53), (64, 64), (60, 30)]] + [(_SPARSE, 64, 64)]
+
+
+@pytest.mark.parametrize("mask,lq,lk", _CASES)
 def test_tiled_forward_backward_equal_reference(mask, lq, lk):
-    if mask.layout is not None and (lq, lk) != (64, 64):
-        pytest.skip("layout is sized for 64 x 64")
     q, k, v = _qkv(1, 2, 1, lq, lk, 8)
     o, lse = attention_reference(q, k, v, mask, scale=0.25)
     stats = TileStats()
