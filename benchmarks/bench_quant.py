@@ -9,8 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from paperkit.bench import Record, benchmark
-from paperkit.kernels import fp8_quantize_blockwise, quantize_asymmetric, quantize_symmetric, resolve_backend
+from papercommon.bench import Record, benchmark
+from papercommon.kernels import (
+    fp8_quantize_blockwise,
+    quantize_asymmetric,
+    quantize_symmetric,
+    resolve_backend,
+)
 
 
 def main(out: Path, quick: bool = True) -> list[Record]:

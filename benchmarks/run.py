@@ -1,10 +1,11 @@
-"""Run cross-package benchmark scripts; each writes paperkit.bench Records under benchmarks/results/.
+"""Run cross-package benchmark scripts; each writes papercommon Records under benchmarks/results/.
 
 A benchmark script is ``benchmarks/bench_<name>.py`` with ``main(out: Path, quick: bool) -> list[Record]``.
 
 Usage:
     uv run python benchmarks/run.py                 # every benchmark, quick settings
     uv run python benchmarks/run.py quant --full    # one benchmark, full settings
+    uv run python benchmarks/run.py cpu --only zipf_whitening
     uv run python benchmarks/run.py --list
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 
-from paperkit.bench import render_table
+from papercommon.bench import render_table
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="benchmark names (default: all)")
     parser.add_argument("--full", action="store_true", help="full settings instead of quick ones")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="passed to benchmarks that take it (cpu: packages)")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
     found = available()
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {sorted(found)}")
     for name in args.names or found:
-        records = load(found[name]).main(args.out / name, quick=not args.full)
+        module = load(found[name])
+        kwargs = {"only": args.only} if args.only and "only" in inspect.signature(module.main).parameters else {}
+        records = module.main(args.out / name, quick=not args.full, **kwargs)
         for rec in records:
             rec.save(args.out / name / f"{rec.name.replace('/', '_')}.json")
         print(f"## {name}\n\n{render_table(records)}")

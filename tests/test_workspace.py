@@ -21,7 +21,7 @@ def test_package_layout(name):
     pkg = ROOT / "packages" / name
     meta = tomllib.loads((pkg / "pyproject.toml").read_text())["project"]
     assert meta["name"] == name, "dist name == folder == import name"
-    assert "paperkit" in meta["dependencies"]
+    assert "papercommon" in meta["dependencies"]
     assert (pkg / "src" / name / "__init__.py").exists() and (pkg / "README.md").exists()
     assert any((pkg / "tests").glob("test_*.py")), f"{name} has no tests"
 
@@ -39,7 +39,7 @@ def test_no_cross_package_imports(name):
 
 @pytest.mark.parametrize("name", PACKAGES)
 def test_registers_reproductions(name):
-    from paperkit.reproduce import Reproduction, discover
+    from papercommon.reproduce import Reproduction, discover
 
     repros = discover().get(name)
     assert repros, f"{name} registers no reproductions"
@@ -48,11 +48,11 @@ def test_registers_reproductions(name):
 
 @pytest.mark.parametrize("name", PACKAGES)
 def test_results_are_records(name):
-    """Every package commits the JSON its README numbers come from, with at least one paperkit Record."""
+    """Every package commits the JSON its README numbers come from, with at least one papercommon Record."""
     files = list((ROOT / "packages" / name / "results").rglob("*.json"))
     loaded = [json.loads(p.read_text()) for p in files]
     records = [r for r in loaded if isinstance(r, dict) and {"config", "metrics", "git", "env"} <= r.keys()]
-    assert records, f"{name}/results holds no paperkit Record ({len(files)} JSON files)"
+    assert records, f"{name}/results holds no papercommon Record ({len(files)} JSON files)"
 
 
 KERNEL_PACKAGES = [p for p in PACKAGES if (ROOT / "packages" / p / "src" / p / "gpu_check.py").exists()]
@@ -96,3 +96,36 @@ def test_gpu_runner_interpreted_correctness():
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "failed: []" in out.stdout
+
+
+REGISTRY_LIST = Path("/work/.library/env/packages/pypi.tsv")
+
+
+def _internal_dependency_names() -> set[str]:
+    names = {tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]["name"]}
+    for name in PACKAGES:
+        meta = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())
+        names |= {d for d in meta["project"]["dependencies"] if (ROOT / "packages" / d).exists() or d == "papercommon"}
+    return names
+
+
+def _normalise(name: str) -> str:  # PEP 503, also folding separators away: "paper-common" == "papercommon"
+    import re
+
+    return re.sub(r"[-_.]+", "", name).lower()
+
+
+def test_internal_dependencies_have_names_of_their_own():
+    """No declared internal dependency may share its name with a distribution in the registry list, or pip
+    installs a stranger's project (as `paperkit`, a LaTeX tool, once did)."""
+    internal = _internal_dependency_names()
+    assert "papercommon" in internal
+    shared_names = {_normalise(n) for n in internal if not (ROOT / "packages" / n).exists()}
+    if not REGISTRY_LIST.exists():
+        pytest.skip(f"registry list {REGISTRY_LIST} is not on this machine")
+    taken = set()
+    with REGISTRY_LIST.open() as f:
+        for line in f:
+            if _normalise(line.split("\t", 1)[0]) in shared_names:
+                taken.add(line.split("\t", 1)[0])
+    assert not taken, f"internal dependency name(s) taken in the registry list: {sorted(taken)}"

@@ -4,10 +4,10 @@ On a CUDA machine, with only the repository and the machine's own PyTorch and Tr
 
 1. measures the card's two ceilings (device-to-device copy GB/s, bf16 matmul TFLOP/s);
 2. checks every Triton kernel against its torch reference on fresh random inputs at several shapes,
-   with poisoned outputs (paperkit's shared quantization kernels here; each package's kernels through
+   with poisoned outputs (papercommon's shared quantization kernels here; each package's kernels through
    its ``<package>.gpu_check.gpu_checks(quick)``);
 3. times each kernel against its named baseline (median after warm-up, CUDA events);
-4. writes ``paperkit.bench`` records under ``benchmarks/results/gpu/`` and prints a table last.
+4. writes ``papercommon.bench`` records under ``benchmarks/results/gpu/`` and prints a table last.
 
 Usage (from the repository root; no installs needed when torch and triton are present):
 
@@ -30,7 +30,7 @@ for src in [ROOT / "shared" / "src", *sorted((ROOT / "packages").glob("*/src"))]
         sys.path.append(str(src))
 
 import torch  # noqa: E402
-from paperkit.bench import Record, benchmark, render_table  # noqa: E402
+from papercommon.bench import Record, benchmark, render_table  # noqa: E402
 
 # Packages with Triton kernels ship src/<package>/gpu_check.py with gpu_checks(quick) -> list[Record].
 KERNEL_PACKAGES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/src/*/gpu_check.py"))
@@ -51,13 +51,13 @@ def ceilings() -> list[Record]:
                    metrics={"ms": t2.median_ms, "TFLOP/s": tflops})]
 
 
-def paperkit_checks(quick: bool, device: str = "cuda") -> list[Record]:
+def papercommon_checks(quick: bool, device: str = "cuda") -> list[Record]:
     """The shared quantization kernels: exact codes and scales against the references, then GB/s.
 
     On ``device="cpu"`` (under ``TRITON_INTERPRET=1``) only the correctness part runs, at tiny shapes.
     """
-    from paperkit.kernels import fp8_quantize_blockwise, pack_int4, quantize_asymmetric, quantize_symmetric
-    from paperkit.testing import poison_outputs
+    from papercommon.kernels import fp8_quantize_blockwise, pack_int4, quantize_asymmetric, quantize_symmetric
+    from papercommon.testing import poison_outputs
 
     def same(a, b):
         a = a.view(torch.uint8) if a.dtype == torch.float8_e4m3fn else a
@@ -76,7 +76,7 @@ def paperkit_checks(quick: bool, device: str = "cuda") -> list[Record]:
     if timed and torch.cuda.get_device_capability() < (8, 9):
         skipped = [k for k in ops if k.startswith("fp8")]
         ops = {k: v for k, v in ops.items() if k not in skipped}
-        print(f"[gpu] paperkit: skipping {skipped}: FP8 e4m3 needs compute capability 8.9+")
+        print(f"[gpu] papercommon: skipping {skipped}: FP8 e4m3 needs compute capability 8.9+")
     shapes = [(7, 130), (512, 4096)] + ([] if quick else [(8192, 8192)]) if timed else [(3, 130), (4, 256)]
     records = []
     for shape in shapes:
@@ -88,7 +88,7 @@ def paperkit_checks(quick: bool, device: str = "cuda") -> list[Record]:
                 ref = op(x, "torch")
                 ok = all(same(o, r) for o, r in zip(out, ref))
                 if not timed:
-                    records.append(Record(f"paperkit/{name}/{shape[0]}x{shape[1]}/{str(dtype).removeprefix('torch.')}",
+                    records.append(Record(f"papercommon/{name}/{shape[0]}x{shape[1]}/{str(dtype).removeprefix('torch.')}",
                                           config={"op": name, "shape": list(shape), "dtype": str(dtype), "device": device},
                                           metrics={"ok": ok, "tol": "exact"}))
                     continue
@@ -96,7 +96,7 @@ def paperkit_checks(quick: bool, device: str = "cuda") -> list[Record]:
                 base = benchmark(lambda: op(x, "torch"), warmup=5, rep=20, device="cuda")
                 moved = x.numel() * x.element_size() + sum(o.numel() * o.element_size() for o in out)
                 records.append(Record(
-                    f"paperkit/{name}/{shape[0]}x{shape[1]}/{str(dtype).removeprefix('torch.')}",
+                    f"papercommon/{name}/{shape[0]}x{shape[1]}/{str(dtype).removeprefix('torch.')}",
                     config={"op": name, "shape": list(shape), "dtype": str(dtype), "baseline": "torch reference"},
                     metrics={"ok": ok, "max_err": 0.0 if ok else float("nan"), "tol": "exact", "ms": fast.median_ms,
                              "baseline_ms": base.median_ms, "speedup": base.median_ms / fast.median_ms,
@@ -107,7 +107,7 @@ def paperkit_checks(quick: bool, device: str = "cuda") -> list[Record]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer and smaller shapes")
-    parser.add_argument("--only", nargs="*", help="restrict to these packages ('paperkit' for the shared kernels)")
+    parser.add_argument("--only", nargs="*", help="restrict to these packages ('papercommon' for the shared kernels)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu")
     parser.add_argument("--interpret", action="store_true",
                         help="CPU test mode under TRITON_INTERPRET=1: the correctness part of the shared kernels at "
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("TRITON_INTERPRET") != "1":
             print("--interpret needs TRITON_INTERPRET=1 set before Python starts", file=sys.stderr)
             return 2
-        records = paperkit_checks(quick=True, device="cpu")
+        records = papercommon_checks(quick=True, device="cpu")
         for pkg in KERNEL_PACKAGES:
             assert callable(importlib.import_module(f"{pkg}.gpu_check").gpu_checks)
         bad = [r.name for r in records if not r.metrics["ok"]]
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/gpu/run.py needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)",
               file=sys.stderr)
         return 2
-    suites = {"ceilings": lambda quick: ceilings(), "paperkit": paperkit_checks}
+    suites = {"ceilings": lambda quick: ceilings(), "papercommon": papercommon_checks}
     for pkg in KERNEL_PACKAGES:
         suites[pkg] = importlib.import_module(f"{pkg}.gpu_check").gpu_checks
     if args.only:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from paperkit.bench import Record, benchmark, environment, peak_memory, render_table
+from papercommon.bench import Record, benchmark, environment, peak_memory, render_table
 
 
 def test_benchmark_counts_and_median():
@@ -32,7 +32,7 @@ def test_record_roundtrip_and_table(tmp_path):
 
 
 def test_poison_outputs_and_compare():
-    from paperkit.testing import compare, poison_outputs
+    from papercommon.testing import compare, poison_outputs
 
     with poison_outputs():
         a = torch.empty(3)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from paperkit import data
-from paperkit.data import DataUnavailableError
+from papercommon import data
+from papercommon.data import DataUnavailableError
 
 
 def test_glove_known_vector():
@@ -71,7 +71,7 @@ def test_text_corpora_and_tokenizer():
 
 
 def test_download_corpus_fails_clearly_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("PAPERKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("PAPERCOMMON_CACHE", str(tmp_path))
     import urllib.request
 
     def refuse(*a, **k):

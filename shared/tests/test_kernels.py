@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from paperkit.kernels import (
+from papercommon.kernels import (
     dequantize_asymmetric,
     dequantize_symmetric,
     fake_quantize_symmetric,
@@ -100,8 +100,8 @@ def test_auto_backend_is_torch_on_cpu():
 
 TRITON_CHECK = r"""
 import torch
-from paperkit.kernels import *
-from paperkit.kernels.quant import fp8_quantize_blockwise_reference
+from papercommon.kernels import *
+from papercommon.kernels.quant import fp8_quantize_blockwise_reference
 torch.manual_seed(0)
 for shape, dim in [((5, 37), -1), ((4, 6, 16), 1), ((3, 128), 0)]:
     x = torch.randn(shape) * 3

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from paperkit.metrics import accuracy, knn_accuracy, pearson, perplexity, spearman
+from papercommon.metrics import accuracy, knn_accuracy, pearson, perplexity, spearman
 
 
 def test_accuracy():

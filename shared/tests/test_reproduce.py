@@ -2,8 +2,8 @@ import json
 from importlib.metadata import EntryPoint
 
 import pytest
-from paperkit import reproduce
-from paperkit.reproduce import Claim, main, reproduction, run
+from papercommon import reproduce
+from papercommon.reproduce import Claim, main, reproduction, run
 
 
 @reproduction("toy", "a claim that holds and one that does not")
@@ -35,7 +35,8 @@ def test_run_writes_records_and_summary(registry, tmp_path):
     summary = (tmp_path / "SUMMARY.md").read_text()
     assert "| demo | toy | Tab. 1 | accuracy | 0.9 | 0.91 | yes |" in summary
     assert "| demo | toy | Fig. 2 | ratio | > 1 | 0.5 | no |" in summary
-    assert "ERROR: RuntimeError: boom" in summary
+    assert "| demo | broken | - | - | - | RuntimeError: boom | error |" in summary
+    assert "| **total** |" in summary and "| demo | toy |" in summary.split("## Claims")[0]
 
 
 def test_unknown_package_lists_known(registry, tmp_path):
@@ -45,7 +46,7 @@ def test_unknown_package_lists_known(registry, tmp_path):
 
 def test_no_package_installed(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce, "entry_points", lambda group: [])
-    with pytest.raises(SystemExit, match="no paperkit package"):
+    with pytest.raises(SystemExit, match="no papercommon package"):
         run(out=tmp_path)
     assert main(["list"]) == 1
 
@@ -62,3 +63,38 @@ def test_every_installed_package_registers():
     assert "zipf_whitening" in found
     for repros in found.values():
         assert all(isinstance(r, reproduce.Reproduction) for r in repros)
+
+
+def test_claim_without_verdict_needs_a_reason():
+    with pytest.raises(ValueError, match="holds=None needs a note"):
+        Claim("Tab. 1", "accuracy", 0.9, 0.91)
+    assert Claim("Tab. 1", "accuracy", 0.9, None, note="needs ImageNet, offline here").verdict == "n/a"
+
+
+def test_seed_reaches_the_reproduction(monkeypatch, tmp_path):
+    seen = []
+
+    @reproduction("seeded")
+    def seeded(quick, out, seed):
+        import torch
+
+        seen.append((seed, torch.initial_seed()))
+        return [Claim("-", "seed", 0, seed, holds=True)]
+
+    class EP(EntryPoint):
+        def load(self):
+            return [seeded]
+
+    monkeypatch.setattr(reproduce, "entry_points", lambda group: [EP("demo", "x:y", group)])
+    assert main(["reproduce", "demo", "--seed", "7", "--out", str(tmp_path)]) == 0
+    assert seen == [(7, 7)]
+
+
+@pytest.mark.parametrize("argv", [["reproduce", "demo", "--seed", "-1"], ["reproduce", "demo", "--seed", "x"],
+                                  ["reproduce", "nope"], ["reproduce", "demo", "--only", "missing"],
+                                  ["reproduce", "demo", "--quick", "--full"]])
+def test_bad_cli_values_are_usage_errors(registry, tmp_path, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err

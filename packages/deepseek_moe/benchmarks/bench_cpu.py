@@ -2,7 +2,7 @@
 
     uv run python packages/deepseek_moe/benchmarks/bench_cpu.py [--threads 1] [--quick]
 
-Writes ``packages/deepseek_moe/results/bench_cpu.json`` (a paperkit Record) and prints a table.
+Writes ``packages/deepseek_moe/results/bench_cpu.json`` (a papercommon Record) and prints a table.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from deepseek_moe import DeepSeekV3, DeepSeekV3Config
-from paperkit.bench import Record, benchmark
+from papercommon.bench import Record, benchmark
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

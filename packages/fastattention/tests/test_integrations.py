@@ -48,7 +48,7 @@ def test_from_pretrained_accepts_the_name(tmp_path, tiny_llama):
 
 @pytest.mark.slow
 def test_smollm2_logits_equal_sdpa():
-    from paperkit.data import load_smollm2
+    from papercommon.data import load_smollm2
 
     register_transformers()
     model, tok = load_smollm2()

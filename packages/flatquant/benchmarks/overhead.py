@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from flatquant.reproduce import transform_overhead
-from paperkit.bench import Record
+from papercommon.bench import Record
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from listdec_fl.functional import local_sgd, local_sgd_reference
 from listdec_fl.models import LogisticRegression, SmallCNN
-from paperkit.bench import Record, benchmark, render_table
+from papercommon.bench import Record, benchmark, render_table
 
 
 def bench(model_name: str, rows: int, device: str, steps: int = 25, batch: int = 32) -> Record:

@@ -32,8 +32,8 @@ def test_bad_names_raise():
         load_images("digits", "val")
 
 
-def test_load_images_is_paperkits_image_dataset():
-    from paperkit.data import image_dataset
+def test_load_images_is_papercommons_image_dataset():
+    from papercommon.data import image_dataset
 
     X, y = load_images("digits", "test")
     Xp, yp = image_dataset("digits", split="test")

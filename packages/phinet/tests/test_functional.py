@@ -102,8 +102,8 @@ def test_knn_fast_matches_reference():
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_knn_accuracy_is_paperkits_and_separates_clusters():
-    from paperkit.metrics import knn_accuracy
+def test_knn_accuracy_is_papercommons_and_separates_clusters():
+    from papercommon.metrics import knn_accuracy
 
     assert PF.knn_accuracy is knn_accuracy
     g = torch.Generator().manual_seed(5)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from paperkit.bench import Record, render_table
+from papercommon.bench import Record, render_table
 from polyak_clip import AdaSPS, DecSPS, DoG, InexactPolyak, Polyak
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "step_time.json"

@@ -15,7 +15,7 @@ def test_type_prior_gives_every_type_equal_mass():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from paperkit.data import load_minilm
+    from papercommon.data import load_minilm
 
     return load_minilm()
 
@@ -29,7 +29,7 @@ def tiny_bert():
     """A 1-layer, 32-d random BERT with MiniLM's real tokenizer: the mechanics, fast."""
     import torch
     import transformers as tf
-    from paperkit.data import minilm_path
+    from papercommon.data import minilm_path
 
     torch.manual_seed(0)
     cfg = tf.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

@@ -84,7 +84,7 @@ def test_bad_arguments(toy):
 
 
 def test_real_glove_zipfian_whitening_beats_uniform_on_lee():
-    from paperkit.data import lee_documents
+    from papercommon.data import lee_documents
     from zipf_whitening.evaluation import lee_spearman
 
     vectors, words, p = load_glove_wordfreq()

@@ -122,10 +122,10 @@ class ReaderSpec:
 
 def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> SceneReader:
     """Train (or load from the cache) a scene reader."""
-    from paperkit.data import cache_dir as paperkit_cache
+    from papercommon.data import cache_dir as papercommon_cache
     from tqdm.auto import tqdm
 
-    path = Path(cache_dir or paperkit_cache("autobench_v", "readers")) / f"reader-{spec.key()}.pt"
+    path = Path(cache_dir or papercommon_cache("autobench_v", "readers")) / f"reader-{spec.key()}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
     model = SceneReader(spec.width)

@@ -1,4 +1,4 @@
-"""Reproduction registered with ``paperkit reproduce autobench_v``: the paper's findings in the offline world.
+"""Reproduction registered with ``papercommon reproduce autobench_v``: the paper's findings in the offline world.
 
 All five capabilities at three levels, the procedural examiner and renderer (20% of renderings corrupted),
 five examinees: three perception readers of decreasing capacity, the small reader with a 60% preference for
@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from paperkit.bench import Record
-from paperkit.data import cache_dir
-from paperkit.reproduce import Claim, reproduction
+from papercommon.bench import Record
+from papercommon.data import cache_dir
+from papercommon.reproduce import Claim, reproduction
 
 from autobench_v.pipeline import RunConfig, run
 from autobench_v.report import markdown, plot

@@ -1,7 +1,7 @@
 """FP8 fine-grained quantization (DeepSeek-V3 Sec. 3.3): e4m3 values with one fp32 scale per 1x128 activation
 tile and per 128x128 weight block, the block-scaled GEMM, an FP8 linear layer, and checkpoint dequantization.
 
-Quantization itself is the shared ``paperkit.kernels.fp8_quantize_blockwise`` (scale = amax / 448, or the
+Quantization itself is the shared ``papercommon.kernels.fp8_quantize_blockwise`` (scale = amax / 448, or the
 next power of two with ``scale_fmt="ue8m0"``). The checkpoint convention is ``w ~= w_fp8 * weight_scale_inv``
 per 128x128 block (the name is historical: it *multiplies* on dequantization).
 
@@ -22,7 +22,7 @@ E4M3_MAX = 448.0
 
 
 def _pk():
-    import paperkit.kernels as K
+    import papercommon.kernels as K
 
     return K
 
@@ -101,7 +101,7 @@ def fp8_gemm(a: Tensor, a_s: Tensor, b: Tensor, b_s: Tensor, *, block: int = 128
     lead = a.shape[:-1]
     a2, as2 = a.reshape(-1, a.shape[-1]), a_s.reshape(-1, a_s.shape[-1])
     _check_gemm(a2, as2, b, b_s, block)
-    from paperkit.kernels import resolve_backend
+    from papercommon.kernels import resolve_backend
 
     be = resolve_backend(backend, a2, b)
     if be == "triton":

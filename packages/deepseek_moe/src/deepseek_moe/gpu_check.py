@@ -13,14 +13,14 @@ from __future__ import annotations
 import sys
 
 import torch
-from paperkit.bench import Record, benchmark
+from papercommon.bench import Record, benchmark
 
 FP8_SHAPES_QUICK = [(1, 256, 512), (17, 300, 384), (4096, 2048, 7168)]
 FP8_SHAPES_FULL = FP8_SHAPES_QUICK + [(128, 7168, 2048), (4096, 18432, 7168), (4096, 7168, 18432)]
 
 
 def _check_fp8_gemm(M: int, N: int, K: int, out_dtype: torch.dtype) -> Record:
-    from paperkit.testing import compare, poison_outputs
+    from papercommon.testing import compare, poison_outputs
 
     from deepseek_moe.fp8 import act_quant, fp8_gemm, fp8_gemm_reference, weight_quant
     from deepseek_moe.kernels import fp8_gemm_triton

@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce deepseek_moe`` (also ``python -m deepseek_moe.reproduce``).
+"""Reproductions registered with ``papercommon reproduce deepseek_moe`` (also ``python -m deepseek_moe.reproduce``).
 
 1. ``balance``: auxiliary-loss-free balancing against no balancing and the classic auxiliary loss (Sec. 2.1.2,
    Sec. 4.5.2 / Table 5; the Loss-Free Balancing paper's MaxVio metric).
@@ -7,7 +7,7 @@
 3. ``mla-cache``: KV-cache bytes per token of the 671B configuration, absorbed MLA against MHA, and
    absorbed == naive on real decoding (Sec. 2.1.1).
 
-All runs are character-level language models on ``paperkit.data.text_corpus("pydoc")`` (offline).
+All runs are character-level language models on ``papercommon.data.text_corpus("pydoc")`` (offline).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from paperkit.reproduce import Claim, reproduction
+from papercommon.reproduce import Claim, reproduction
 
 from deepseek_moe.config import DeepSeekV3Config
 from deepseek_moe.modules.model import DeepSeekV3
@@ -183,7 +183,7 @@ REPRODUCTIONS = [balance, mtp, mla_cache]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from paperkit.reproduce import main as pk_main
+    from papercommon.reproduce import main as pk_main
 
     return pk_main(["reproduce", "deepseek_moe", *(argv or [])])
 

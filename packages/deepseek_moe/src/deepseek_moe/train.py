@@ -38,7 +38,7 @@ class TrainConfig:
 
     out: str = "runs/deepseek_moe"
     preset: str = "tiny"  # model preset; vocab_size is set from the tokenizer
-    corpus: str = "pydoc"  # paperkit.data.text_corpus name (offline: "pydoc", "lee")
+    corpus: str = "pydoc"  # papercommon.data.text_corpus name (offline: "pydoc", "lee")
     steps: int = 300
     batch_size: int = 16  # global batch (split across ranks)
     block_size: int = 128
@@ -70,8 +70,8 @@ class TrainConfig:
 
 
 def load_corpus(name: str, val_frac: float = 0.1):
-    """Character-level tokenizer and (train, val) id streams of a ``paperkit.data`` corpus."""
-    from paperkit.data import CharTokenizer, text_corpus
+    """Character-level tokenizer and (train, val) id streams of a ``papercommon.data`` corpus."""
+    from papercommon.data import CharTokenizer, text_corpus
 
     text = text_corpus(name)
     tok = CharTokenizer(text)

@@ -69,7 +69,7 @@ def peak_extra_memory(impl: str, n: int, d: int = 64, h: int = 1, b: int = 1, ca
 
 
 def _time(fn, rep: int) -> float:
-    from paperkit.bench import benchmark
+    from papercommon.bench import benchmark
 
     return benchmark(fn, warmup=1, rep=rep).median_ms
 
@@ -108,7 +108,7 @@ def time_vs_sdpa(n: int, d: int, causal: bool, window: int = 0, h: int = 8, b: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    from paperkit.bench import Record, render_table
+    from papercommon.bench import Record, render_table
 
     ap = argparse.ArgumentParser(description="fastattention CPU benchmark: torch backend vs SDPA")
     ap.add_argument("--n", type=int, nargs="+", default=[1024, 4096])

@@ -24,8 +24,8 @@ def _flops(b: int, h: int, lq: int, lk: int, d: int, causal: bool, mode: str) ->
 
 
 def _correctness(quick: bool) -> list:
-    from paperkit.bench import Record
-    from paperkit.testing import poison_outputs
+    from papercommon.bench import Record
+    from papercommon.testing import poison_outputs
 
     from fastattention import attention
 
@@ -79,7 +79,7 @@ def _correctness(quick: bool) -> list:
 
 
 def _time_one(fn, bench_kw):
-    from paperkit.bench import benchmark
+    from papercommon.bench import benchmark
 
     try:
         return benchmark(fn, device="cuda", **bench_kw).median_ms
@@ -88,7 +88,7 @@ def _time_one(fn, bench_kw):
 
 
 def _performance(quick: bool) -> list:
-    from paperkit.bench import Record
+    from papercommon.bench import Record
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from fastattention import attention

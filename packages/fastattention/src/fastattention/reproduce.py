@@ -1,4 +1,4 @@
-"""Reproductions registered with `paperkit reproduce` (``uv run paperkit reproduce fastattention --quick``).
+"""Reproductions registered with `papercommon reproduce` (``uv run papercommon reproduce fastattention --quick``).
 
 The paper's own numbers are for Ascend 910 NPUs and V100 GPUs with closed code; what transfers to a CPU
 (and to any machine) is checked here: exactness, O(N) memory, the tiling-mask's constant mask memory,
@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import torch
-from paperkit.bench import Record
-from paperkit.reproduce import Claim, reproduction
+from papercommon.bench import Record
+from papercommon.reproduce import Claim, reproduction
 
 from fastattention.api import attention
 from fastattention.config import TilingConfig
@@ -23,7 +23,7 @@ from fastattention.masks import TilingMask
 
 
 def _save(rec: Record, out: Path) -> None:
-    """The detailed measurements (``<name>.details.json``; ``paperkit reproduce`` writes the claims to ``<name>.json``)."""
+    """The detailed measurements (``<name>.details.json``; ``papercommon reproduce`` writes the claims to ``<name>.json``)."""
     rec.save(out / f"{rec.name.split('/')[-1]}.details.json")
 
 
@@ -203,7 +203,7 @@ def speed(quick: bool, out: Path) -> list[Claim]:
 
 @reproduction("smollm2", "attn_implementation='fastattention' on SmolLM2-135M gives the logits of 'sdpa'")
 def smollm2(quick: bool, out: Path) -> list[Claim]:
-    from paperkit.data import load_smollm2, text_corpus
+    from papercommon.data import load_smollm2, text_corpus
 
     from fastattention.integrations import register_transformers
 

@@ -2,7 +2,7 @@
 
 Example:
     >>> import flatquant
-    >>> from paperkit.data import load_smollm2
+    >>> from papercommon.data import load_smollm2
     >>> model, tok = load_smollm2()
     >>> ids = tok(text, return_tensors="pt").input_ids[:, :4096].reshape(16, 256)  # doctest: +SKIP
     >>> report = flatquant.quantize_(model, flatquant.FlatQuantConfig(epochs=2, nsamples=16), ids)  # doctest: +SKIP

@@ -233,8 +233,8 @@ def fake_quantize(x: torch.Tensor, bits: int, sym: bool, clip_max: torch.Tensor 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
     """Pack signed int4 codes (int8 in [-8, 7]) two per byte along the last dim: element ``2j`` in the low
-    nibble, ``2j + 1`` in the high nibble (``paperkit.kernels.pack_int4``'s layout). ``[..., n] -> [..., n / 2]``."""
-    from paperkit.kernels import pack_int4 as _pack
+    nibble, ``2j + 1`` in the high nibble (``papercommon.kernels.pack_int4``'s layout). ``[..., n] -> [..., n / 2]``."""
+    from papercommon.kernels import pack_int4 as _pack
 
     if q.shape[-1] % 2:
         raise ValueError(f"pack_int4: expected an even last dim, got {q.shape[-1]}")
@@ -245,7 +245,7 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`pack_int4`: ``[..., n / 2]`` uint8 -> ``[..., n]`` int8 in [-8, 7]."""
-    from paperkit.kernels import unpack_int4 as _unpack
+    from papercommon.kernels import unpack_int4 as _unpack
 
     if packed.dtype != torch.uint8:
         raise ValueError(f"unpack_int4: expected uint8, got {packed.dtype}")

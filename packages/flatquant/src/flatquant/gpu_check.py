@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from paperkit.bench import Record, benchmark
+from papercommon.bench import Record, benchmark
 
 from flatquant import functional as FQ
 from flatquant import kernels

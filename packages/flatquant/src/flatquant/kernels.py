@@ -26,9 +26,9 @@ from flatquant import functional as FQ
 
 def use_triton(backend: str, x: torch.Tensor) -> bool:
     """Whether ``backend`` (``"auto"``, ``"torch"``, ``"triton"``) runs the Triton kernel on ``x``
-    (``paperkit.kernels.resolve_backend``: ``"auto"`` picks Triton for CUDA tensors only; ``"triton"`` on the
+    (``papercommon.kernels.resolve_backend``: ``"auto"`` picks Triton for CUDA tensors only; ``"triton"`` on the
     CPU needs ``TRITON_INTERPRET=1`` and raises otherwise, never a silent fallback)."""
-    from paperkit.kernels import resolve_backend
+    from papercommon.kernels import resolve_backend
 
     return resolve_backend(backend, x) == "triton"
 

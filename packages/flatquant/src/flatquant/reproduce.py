@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce flatquant`` (also ``python -m flatquant <name>``).
+"""Reproductions registered with ``papercommon reproduce flatquant`` (also ``python -m flatquant <name>``).
 
 1. ``smollm2-ppl``: SmolLM2-135M perplexity on held-out text (gensim's Lee corpus, 50 documents never used
    for calibration; calibration on the 300 Lee background documents) for FP, RTN, SmoothQuant, QuaRot and
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from paperkit.reproduce import Claim, reproduction
+from papercommon.reproduce import Claim, reproduction
 
 from flatquant.config import FlatQuantConfig
 
@@ -41,7 +41,7 @@ def _settings(quick: bool, **override) -> dict[str, Any]:
 
 
 def _save(out: Path, name: str, config: dict, metrics: dict) -> Path:
-    from paperkit.bench import Record
+    from papercommon.bench import Record
 
     return Record(f"flatquant/{name}", config=config, metrics=metrics).save(out / f"{name}.record.json")
 
@@ -51,7 +51,7 @@ def _save(out: Path, name: str, config: dict, metrics: dict) -> Path:
 
 def smollm2_data(tokenizer, nsamples: int, seqlen: int, eval_tokens: int | None):
     """Calibration ids ``[N, T]`` from the Lee background corpus and the held-out Lee documents as one stream."""
-    from paperkit.data import lee_documents, text_corpus
+    from papercommon.data import lee_documents, text_corpus
 
     cal = tokenizer(text_corpus("lee"), return_tensors="pt").input_ids[0]
     n = min(nsamples, len(cal) // seqlen)
@@ -65,7 +65,7 @@ def smollm2_data(tokenizer, nsamples: int, seqlen: int, eval_tokens: int | None)
 
 
 def _ppl(model, ev) -> float:
-    from paperkit.metrics import perplexity
+    from papercommon.metrics import perplexity
 
     return float(perplexity(model, ev, context=512, batch_size=2))
 
@@ -86,7 +86,7 @@ def _runs(quick: bool) -> list[tuple[str, FlatQuantConfig]]:
 def run_smollm2(quick: bool, out: Path, only: list[str] | None = None, fp: bool = True, **override
                 ) -> dict[str, Any]:
     """Perplexity of SmolLM2-135M-Instruct under each method (one JSON record per method under ``out``)."""
-    from paperkit.data import load_smollm2
+    from papercommon.data import load_smollm2
 
     s = _settings(quick, **override)
     model, tok = load_smollm2()
@@ -146,8 +146,8 @@ def run_minilm(quick: bool, out: Path, configs: list[tuple[str, FlatQuantConfig]
                **override) -> dict[str, Any]:
     """Cosine similarity of quantized MiniLM sentence embeddings to the FP ones, and Lee Spearman."""
     import numpy as np
-    from paperkit.data import lee_documents, load_minilm, text_corpus
-    from paperkit.metrics import spearman
+    from papercommon.data import lee_documents, load_minilm, text_corpus
+    from papercommon.metrics import spearman
 
     import flatquant
     from flatquant.analysis import sentence_embeddings
@@ -208,7 +208,7 @@ ABLATION = [("transform", dict(add_diag=False, lwc=False, lac=False)),
 
 def run_ablation(quick: bool, out: Path, only: list[str] | None = None, **override) -> dict[str, Any]:
     """SmolLM2 W4A4KV4 perplexity of each ablation step (one record per step)."""
-    from paperkit.data import load_smollm2
+    from papercommon.data import load_smollm2
 
     s = _settings(quick, **override)
     model, tok = load_smollm2()
@@ -239,7 +239,7 @@ def ablation(quick: bool, out: Path) -> list[Claim]:
 
 def run_flatness(quick: bool, out: Path, **override) -> dict[str, Any]:
     """Quantize SmolLM2 with FlatQuant, then measure flatness of every slot on held-out text; plot 4 slots."""
-    from paperkit.data import load_smollm2
+    from papercommon.data import load_smollm2
 
     import flatquant
     from flatquant.analysis import flatness_report, plot_flatness
@@ -298,7 +298,7 @@ def transform_overhead(tokens: int = 2048, hidden: int = 4096, device: str = "cp
     """Time of the online transform + quantization relative to the int4-fed linear layer it feeds (as a
     dense matmul of the same shape): Kronecker (FlatQuant) vs a dense rotation and a fast Walsh-Hadamard
     transform (QuaRot), all followed by the same per-token quantization."""
-    from paperkit.bench import benchmark
+    from papercommon.bench import benchmark
 
     from flatquant import functional as FQ
     from flatquant import kernels

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
 
-    from paperkit.bench import Record
+    from papercommon.bench import Record
 
     from listdec_fl.reproduce import alpha_sweep, plot_sweep, sweep_claims, sweep_settings
 

@@ -174,7 +174,7 @@ class SimConfig(_Serializable):
     """The federated setting of the simulator.
 
     Args:
-        dataset: a ``paperkit.data.image_dataset`` name ("digits", "mnist5k", "fashion-mnist", "cifar10").
+        dataset: a ``papercommon.data.image_dataset`` name ("digits", "mnist5k", "fashion-mnist", "cifar10").
         n_clients: clients (official 35).
         alpha: fraction of malicious clients; floor(alpha * n) of them, drawn at random.
         attack: the attack the malicious clients run.

@@ -1,6 +1,6 @@
 """Federated data: per-client train and validation splits (padded, for vectorised training) and a test set.
 
-Images come from ``paperkit.data.image_dataset`` (digits, mnist5k and Fashion-MNIST offline; CIFAR-10
+Images come from ``papercommon.data.image_dataset`` (digits, mnist5k and Fashion-MNIST offline; CIFAR-10
 when it can be downloaded), normalised by the training set's per-channel mean and std (the official code
 z-scores per feature; per channel keeps pixels that are constant in the training set finite), then split
 i.i.d. or by a Dirichlet label split over clients. Each client holds out ``valid_fraction`` of its data for
@@ -144,7 +144,7 @@ def dirichlet_split(y: Tensor, n_clients: int, beta: float, generator: torch.Gen
 
 def load_federated(dataset: str, n_clients: int, *, partition: str = "iid", dirichlet_alpha: float = 0.1,
                    valid_fraction: float = 0.2, seed: int = 0, max_train: int | None = None) -> FederatedData:
-    """Load ``paperkit.data.image_dataset(dataset)`` and split it over ``n_clients``.
+    """Load ``papercommon.data.image_dataset(dataset)`` and split it over ``n_clients``.
 
     Args:
         dataset: "digits", "mnist5k", "fashion-mnist", "cifar10".
@@ -155,7 +155,7 @@ def load_federated(dataset: str, n_clients: int, *, partition: str = "iid", diri
         seed: seeds the split.
         max_train: optional cap on the training samples (random subset).
     """
-    from paperkit.data import image_dataset
+    from papercommon.data import image_dataset
 
     Xtr, ytr = image_dataset(dataset, "train")
     Xte, yte = image_dataset(dataset, "test")

@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce``.
+"""Reproductions registered with ``papercommon reproduce``.
 
 ``alpha-sweep``: accuracy against the fraction of malicious clients alpha under each attack, LiD-FL's best
 listed model against the single-model aggregators (paper, Sec. 5, Tables 1-2 / Fig. 2: past alpha = 0.5
@@ -10,7 +10,7 @@ trainings, 150 vs 450), five aggregators.
 Full mode: 35 clients, alpha in {0.2, 0.4, 0.6, 0.7, 0.8}, all seven aggregators, 500 rounds.
 Every run uses the official local-training settings (25 steps, batch 32, lr 0.01; LiD-FL momentum 0.9).
 
-CLI: ``python -m listdec_fl sweep --quick --out results/`` or ``paperkit reproduce listdec_fl --quick``.
+CLI: ``python -m listdec_fl sweep --quick --out results/`` or ``papercommon reproduce listdec_fl --quick``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from paperkit.reproduce import Claim, reproduction
+from papercommon.reproduce import Claim, reproduction
 
 from listdec_fl.config import ATTACKS, AttackConfig, BaselineConfig, ListDecConfig, SimConfig
 from listdec_fl.data import FederatedData, load_federated

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigma2", type=float, default=0.5)
     p.add_argument("--lam", type=float, default=1.0)
     p.add_argument("--out", default="runs/dynamics")
-    p = sub.add_parser("reproduce", help="run the registered reproductions (paperkit reproduce phinet)")
+    p = sub.add_parser("reproduce", help="run the registered reproductions (papercommon reproduce phinet)")
     p.add_argument("--full", action="store_true")
     p.add_argument("--only", nargs="*")
     p.add_argument("--out", default="reproductions")
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_dynamics(not args.full, args.out, args.sigma2, args.lam)
         print(json.dumps({m: r["frac_collapsed"] for m, r in res["models"].items()}))
     else:
-        from paperkit.reproduce import main as pk_main
+        from papercommon.reproduce import main as pk_main
 
         return pk_main(["reproduce", "phinet", "--full" if args.full else "--quick", "--out", args.out]
                        + (["--only", *args.only] if args.only else []))

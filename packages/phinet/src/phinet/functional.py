@@ -22,7 +22,9 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
-from paperkit.metrics import knn_accuracy as knn_accuracy  # re-export: the shared cosine-weighted kNN monitor
+from papercommon.metrics import (
+    knn_accuracy as knn_accuracy,  # re-export: the shared cosine-weighted kNN monitor
+)
 from torch import Tensor
 
 

@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce phinet`` (also ``python -m phinet reproduce``).
+"""Reproductions registered with ``papercommon reproduce phinet`` (also ``python -m phinet reproduce``).
 
 * ``weight-decay`` (paper Fig. 6 / Table 1): kNN accuracy and the collapse gauge of SimSiam, PhiNet and
   X-PhiNet for weight decay in {0, 1e-5, 1e-4, 5e-4, 1e-3}.
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import torch
-from paperkit.metrics import knn_accuracy
-from paperkit.reproduce import Claim, reproduction
+from papercommon.metrics import knn_accuracy
+from papercommon.reproduce import Claim, reproduction
 
 from phinet.config import ModelConfig, TrainConfig
 from phinet.data import class_split, load_images, split_tasks

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from paperkit.metrics import knn_accuracy
+from papercommon.metrics import knn_accuracy
 from torch import Tensor
 from tqdm.auto import tqdm
 

@@ -2,7 +2,7 @@
 LSTM language model and a small T5 trained with span corruption.
 
 The paper trains AWD-LSTM on Penn Treebank, nanoGPT on Shakespeare-char and T5 on C4; none of these is
-available offline, so every model trains on the Lee news corpus of ``paperkit.data`` (the same text for all
+available offline, so every model trains on the Lee news corpus of ``papercommon.data`` (the same text for all
 methods, a held-out 10% for validation). For the networks l* = 0 and f* = 0 (Polyak), and there is no
 best-iterate selection, as in the paper.
 """
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from paperkit.data import CharTokenizer, lm_batch, text_corpus, word_tokenize
+from papercommon.data import CharTokenizer, lm_batch, text_corpus, word_tokenize
 
 from polyak_clip.optim import OPTIMIZERS
 

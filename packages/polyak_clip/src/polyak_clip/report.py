@@ -12,7 +12,7 @@ from pathlib import Path
 
 def _load(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"expected a record at {path}; run `paperkit reproduce polyak_clip --out ...` first")
+        raise FileNotFoundError(f"expected a record at {path}; run `papercommon reproduce polyak_clip --out ...` first")
     return json.loads(path.read_text())
 
 
@@ -59,7 +59,7 @@ def neural_table(folder: Path) -> str:
 
 
 def claims_table(folder: Path) -> str:
-    """Paper | Ours | holds | record, from the paperkit reproduction records in ``folder``."""
+    """Paper | Ours | holds | record, from the papercommon reproduction records in ``folder``."""
     lines = ["| reproduction | claim | paper | ours | holds | record |", "|---|---|---|---|---|---|"]
     for name in ("synthetic", "neural"):
         path = Path(folder) / f"{name}.json"

@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce polyak_clip``.
+"""Reproductions registered with ``papercommon reproduce polyak_clip``.
 
 * ``synthetic``: Fig. 1, six methods on the (L0, L1)-smooth quartic for L1 in {1, 10, 100, 1000};
 * ``neural``: Sec. 6.2 at small scale, nanoGPT / LSTM / T5 on offline text, Inexact Polyak (no tuning)
@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from paperkit.bench import Record
-from paperkit.reproduce import Claim, reproduction
+from papercommon.bench import Record
+from papercommon.reproduce import Claim, reproduction
 
 from polyak_clip.neural import PAPER_GRIDS, QUICK_GRIDS, TASKS, NeuralConfig, train
 from polyak_clip.synthetic import SyntheticConfig, plot_synthetic, run_synthetic

@@ -30,7 +30,7 @@ def _fmt(v) -> str:
 
 def render_tables(folder: Path, bench: Path | None = None) -> str:
     """Reproduction claims as ``Paper | Ours | Δ | seeds | record`` rows, and the benchmark tables."""
-    from paperkit.bench import render_table
+    from papercommon.bench import render_table
 
     lines = ["| reproduction | claim | metric | paper | ours | Δ | seeds | holds | record |", "|" + "---|" * 9]
     for rec_path in sorted((folder / "proper_loss_bounds").glob("*.json")):
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     k.add_argument("loss")
     k.add_argument("--classes", type=int, default=None)
     k.add_argument("--norm", type=_norm, default=2.0)
-    r = sub.add_parser("reproduce", help="run this package's reproductions (same as paperkit reproduce)")
+    r = sub.add_parser("reproduce", help="run this package's reproductions (same as papercommon reproduce)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="quick", action="store_true", default=True)
     g.add_argument("--full", dest="quick", action="store_false")
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
                          indent=1, default=str))
         return 0
     if args.cmd == "reproduce":
-        from paperkit.reproduce import main as pk_main
+        from papercommon.reproduce import main as pk_main
 
         extra = ["--only", *args.only] if args.only else []
         return pk_main(["reproduce", "proper_loss_bounds", "--quick" if args.quick else "--full",

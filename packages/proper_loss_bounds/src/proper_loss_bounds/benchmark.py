@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from paperkit.bench import Record, benchmark, render_table
+from papercommon.bench import Record, benchmark, render_table
 
 from proper_loss_bounds.losses import get_loss, regret_reference
 from proper_loss_bounds.modules import composite_loss

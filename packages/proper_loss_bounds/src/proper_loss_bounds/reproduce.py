@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce proper_loss_bounds``.
+"""Reproductions registered with ``papercommon reproduce proper_loss_bounds``.
 
 * ``psi-slope``: the best regret bound ψ(r) of a zoo of losses as r -> 0: log-log slope 1/2 for
   strongly proper losses (with the constant sqrt(2/λ)), slower for strictly-but-not-strongly proper
@@ -8,7 +8,7 @@
   constant below sqrt(2/λ). A plot.
 
 Quick mode runs in well under 2 minutes on one CPU thread; ``--full`` uses larger searches and more
-sample sizes and seeds. Each returns :class:`paperkit.reproduce.Claim` s and writes a JSON record
+sample sizes and seeds. Each returns :class:`papercommon.reproduce.Claim` s and writes a JSON record
 (under ``out``) with the full numbers.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from paperkit.reproduce import Claim, reproduction
+from papercommon.reproduce import Claim, reproduction
 
 from proper_loss_bounds.bounds import (
     check_half_order,

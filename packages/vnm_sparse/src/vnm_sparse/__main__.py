@@ -17,11 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.cmd == "reproduce":
-        from paperkit.reproduce import main as pk_main
+        from papercommon.reproduce import main as pk_main
 
         extra = ["--only", *args.names] if args.names else []
         return pk_main(["reproduce", "vnm_sparse", "--full" if args.full else "--quick", "--out", args.out, *extra])
-    from paperkit.bench import render_table
+    from papercommon.bench import render_table
 
     from vnm_sparse.gpu_check import gpu_checks
 

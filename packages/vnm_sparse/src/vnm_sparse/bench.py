@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from paperkit.bench import benchmark
+from papercommon.bench import benchmark
 
 from vnm_sparse.functional import pack_vnm, vnm_mask
 from vnm_sparse.kernels import vnm_matmul

@@ -1,7 +1,7 @@
 """GPU checks of the Triton V:N:M matmul: correctness against the torch reference and timing against
 dense cuBLAS (``F.linear``) and PyTorch's 2:4 semi-structured sparse matmul, at LLM shapes.
 
-``gpu_checks(quick)`` returns :class:`paperkit.bench.Record` s; importing this module needs no GPU.
+``gpu_checks(quick)`` returns :class:`papercommon.bench.Record` s; importing this module needs no GPU.
 Each record: shape (R x C weight, T tokens), dtype, pattern, max_err, tol, ok, ms, baseline_ms (cuBLAS
 dense), speedup, semi24_ms and speedup_vs_semi24 (PyTorch 2:4 on a 2:4-pruned weight of the same
 shape), TFLOP/s (dense-equivalent 2TRC / time, and executed 2TR(4C/M) / time).
@@ -10,7 +10,7 @@ shape), TFLOP/s (dense-equivalent 2TRC / time, and executed 2TR(4C/M) / time).
 from __future__ import annotations
 
 import torch
-from paperkit.bench import Record, benchmark
+from papercommon.bench import Record, benchmark
 
 from vnm_sparse.bench import random_packed
 from vnm_sparse.functional import select_vm, vnm_mask, vnm_matmul_reference
@@ -95,7 +95,7 @@ def gpu_checks(quick: bool = False) -> list[Record]:
 
 
 if __name__ == "__main__":
-    from paperkit.bench import render_table
+    from papercommon.bench import render_table
 
     recs = gpu_checks(quick=False)
     print(render_table(recs, ["name", "metrics.ok", "metrics.max_err", "metrics.ms", "metrics.baseline_ms",

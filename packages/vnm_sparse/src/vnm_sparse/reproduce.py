@@ -1,4 +1,4 @@
-"""Reproductions registered with `paperkit reproduce` (also ``python -m vnm_sparse reproduce``).
+"""Reproductions registered with `papercommon reproduce` (also ``python -m vnm_sparse reproduce``).
 
 * ``vit``: small torchvision ViT on offline MNIST: dense vs 2:4 / V:2:5 / V:2:8, one-shot and SR-STE
   fine-tuned, with and without permutation; mask diversity against accuracy.
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-from paperkit.bench import Record
-from paperkit.reproduce import Claim, reproduction
+from papercommon.bench import Record
+from papercommon.reproduce import Claim, reproduction
 
 from vnm_sparse.functional import pack_vnm, storage_bytes, vnm_mask, vnm_mask_reference
 from vnm_sparse.modules import pattern_storage_table
@@ -29,7 +29,7 @@ def _save(out: Path, name: str, config: dict, metrics: dict) -> None:
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
-    from paperkit.metrics import spearman
+    from papercommon.metrics import spearman
 
     return float(spearman(a, b))
 
@@ -103,7 +103,7 @@ def smollm2(quick: bool, out: Path) -> list[Claim]:
 
 @reproduction("mask-search", "exact C(M,4) mask search vs the column-norm heuristic on real MiniLM weights")
 def mask_search(quick: bool, out: Path) -> list[Claim]:
-    from paperkit.data import load_minilm
+    from papercommon.data import load_minilm
 
     model, _ = load_minilm()
     layers = [m.weight.detach() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)

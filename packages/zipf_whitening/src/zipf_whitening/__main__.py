@@ -1,7 +1,7 @@
 """Command line: ``python -m zipf_whitening {reproduce,bench} ...``.
 
 * ``reproduce [--full] [--only NAME ...] [--out DIR]``: the package's reproductions (same as
-  ``paperkit reproduce zipf_whitening``).
+  ``papercommon reproduce zipf_whitening``).
 * ``bench [--quick] [--out FILE]``: fit + transform speed on all 400k GloVe vectors vs PCA(whiten=True).
 * ``tables [RESULTS]``: the README's tables, rendered from the JSON records.
 """
@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         print(render_tables(args.results))
         return 0
     if args.cmd == "reproduce":
-        from paperkit.reproduce import main as paperkit_main
+        from papercommon.reproduce import main as papercommon_main
 
         extra = ["--full"] if args.full else []
         only = ["--only", *args.only] if args.only else []
-        return paperkit_main(["reproduce", "zipf_whitening", *extra, *only, "--out", args.out])
+        return papercommon_main(["reproduce", "zipf_whitening", *extra, *only, "--out", args.out])
     from zipf_whitening.bench import benchmark_fit
 
     rec = benchmark_fit(quick=args.quick)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import torch
-from paperkit.bench import Record
+from papercommon.bench import Record
 from sklearn.decomposition import PCA
 
 from zipf_whitening import functional as F
@@ -19,7 +19,7 @@ from zipf_whitening.estimators import UniformWhitening, ZipfianWhitening
 
 def glove_400k_with_prior() -> tuple[np.ndarray, np.ndarray]:
     """All 400k GloVe vectors (float32) and a prior: wordfreq's p where known, the smallest p elsewhere."""
-    from paperkit.data import glove, word_frequencies
+    from papercommon.data import glove, word_frequencies
 
     vectors, words = glove()
     freq = word_frequencies("en", "large")

@@ -9,7 +9,7 @@ by ``1 / (count(t) |V_batch|)`` so that every type gets the same total weight (o
 better; :class:`TokenWhitening` implements both.
 
 Example:
-    >>> from paperkit.data import load_minilm
+    >>> from papercommon.data import load_minilm
     >>> model, tok = load_minilm()
     >>> tw = TokenWhitening(model, tok, prior="token")
     >>> E = tw.fit_embed(["A man plays a guitar.", "Someone is playing an instrument."])  # (2, 384)
@@ -100,7 +100,7 @@ class TokenWhitening:
     """Sentence embeddings = mean over tokens of whitened (or centred) contextual token vectors.
 
     Args:
-        model, tokenizer: a Hugging Face encoder and its tokenizer (e.g. ``paperkit.data.load_minilm()``).
+        model, tokenizer: a Hugging Face encoder and its tokenizer (e.g. ``papercommon.data.load_minilm()``).
         prior: ``"token"`` (fit on occurrences: implicitly Zipfian) or ``"type"`` (pseudo-uniform).
         transform: ``"whitening"``, ``"centering"`` or ``None`` (raw mean pooling).
         layers, max_length, batch_size, skip_special: see :func:`encode_tokens`.

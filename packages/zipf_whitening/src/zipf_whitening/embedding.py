@@ -68,7 +68,7 @@ def load_glove_wordfreq(wordlist: str = "large", lang: str = "en") -> tuple[np.n
         ``vectors`` float32 (V, 50), ``words`` (V,), ``p`` float64 (V,) summing to 1 (V = 227,765
         for the "large" list).
     """
-    from paperkit.data import glove, word_frequencies
+    from papercommon.data import glove, word_frequencies
 
     vectors, words = glove()
     freq = word_frequencies(lang, wordlist)

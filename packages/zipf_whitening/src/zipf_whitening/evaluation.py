@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from paperkit.metrics import spearman
+from papercommon.metrics import spearman
 
 __all__ = ["cosine_matrix", "row_cosine", "lee_spearman", "word_similarity_spearman"]
 

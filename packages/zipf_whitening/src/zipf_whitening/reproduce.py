@@ -1,4 +1,4 @@
-"""Reproductions registered with ``paperkit reproduce zipf_whitening``.
+"""Reproductions registered with ``papercommon reproduce zipf_whitening``.
 
 * ``glove-static``: GloVe 6B 50d + wordfreq; Lee documents, WordSim-353, SimLex-999 for every method of
   Table 1; symmetry scores of each word space and how well they track task performance (Fig. 3).
@@ -8,7 +8,7 @@
 * ``sts``: the paper's STS tasks through Hugging Face ``datasets`` (skipped offline, with the reason).
 * ``fit-speed``: fit + transform on all 400k GloVe vectors vs ``PCA(whiten=True)``.
 
-Each writes a detailed :class:`paperkit.bench.Record` (JSON) and figures next to the claims.
+Each writes a detailed :class:`papercommon.bench.Record` (JSON) and figures next to the claims.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from paperkit.bench import Record
-from paperkit.metrics import spearman
-from paperkit.reproduce import Claim, reproduction
+from papercommon.bench import Record
+from papercommon.metrics import spearman
+from papercommon.reproduce import Claim, reproduction
 
 from zipf_whitening.config import ZipfWhiteningConfig
 from zipf_whitening.embedding import METHODS, load_glove_wordfreq, make_embedder
@@ -51,7 +51,7 @@ def _plt():
 
 def evaluate_glove(config: ZipfWhiteningConfig | None = None, methods=METHODS) -> dict:
     """Spearman on Lee / WordSim-353 / SimLex-999 and symmetry scores for every method."""
-    from paperkit.data import lee_documents, simlex999, wordsim353
+    from papercommon.data import lee_documents, simlex999, wordsim353
 
     cfg = config or ZipfWhiteningConfig()
     vectors, words, p = load_glove_wordfreq(cfg.wordlist)
@@ -201,7 +201,7 @@ def norms(quick: bool, out: Path) -> list[Claim]:
 
 def evaluate_minilm(config: ZipfWhiteningConfig | None = None, layers: tuple[str, ...] = ("last",)) -> dict:
     """Lee-document Spearman of MiniLM mean pooling: raw, and token/type-prior centering/whitening."""
-    from paperkit.data import lee_documents, load_minilm
+    from papercommon.data import lee_documents, load_minilm
 
     from zipf_whitening.contextual import TokenWhitening, encode_tokens
 

@@ -47,7 +47,7 @@ def load_sts(task: str) -> tuple[list[str], list[str], np.ndarray]:
 def evaluate_sts(tasks: Sequence[str] = STS_TASKS, methods: Sequence[str] = STS_METHODS,
                  config: ZipfWhiteningConfig | None = None) -> dict:
     """Spearman x100 of cosine vs gold for every task and method, and the average over tasks."""
-    from paperkit.metrics import spearman
+    from papercommon.metrics import spearman
 
     data = {t: load_sts(t) for t in tasks}  # fail early, before the embeddings are built
     cfg = config or ZipfWhiteningConfig()

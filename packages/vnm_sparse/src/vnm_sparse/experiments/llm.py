@@ -1,7 +1,7 @@
 """SmolLM2-135M at 64:2:5: one-shot RIA against training-free 2:4, then three-staged vs fixed-mask LoRA.
 
 Paper: Sec. 4.3 / Table 4 (Llama2-7B, 64:2:5, three-staged LoRA vs training-free 2:4). Here: the real
-SmolLM2-135M-Instruct (``paperkit.data.load_smollm2``), perplexity on held-out news text (the last
+SmolLM2-135M-Instruct (``papercommon.data.load_smollm2``), perplexity on held-out news text (the last
 10% of the Lee corpus), calibration and LoRA data from the first 90%.
 """
 
@@ -28,7 +28,7 @@ SETTINGS = {
 
 
 def _tokens():
-    from paperkit.data import text_corpus
+    from papercommon.data import text_corpus
 
     return text_corpus("lee")
 
@@ -38,8 +38,8 @@ def run_llm(quick: bool = True, out: Path | None = None, seed: int = 0, progress
 
     With ``out`` the partial results are written to ``out/llm_partial.json`` after every stage.
     """
-    from paperkit.data import load_smollm2
-    from paperkit.metrics import perplexity
+    from papercommon.data import load_smollm2
+    from papercommon.metrics import perplexity
 
     st = SETTINGS[quick]
     torch.manual_seed(seed)

@@ -3,7 +3,7 @@ SR-STE fine-tuning, with and without the V:N:M channel permutation.
 
 Paper: Sec. 4.1 / Tables 1-2 (DeiT on ImageNet: 64:2:5 lossless after fine-tuning), Sec. 3.1 (mask
 diversity predicts accuracy), Sec. 3.2 / Table 6 (permutation helps at low training budgets).
-Here: ``paperkit.data.image_dataset("mnist5k")`` (5,000 real MNIST digits, 80/20 split), a 3-layer
+Here: ``papercommon.data.image_dataset("mnist5k")`` (5,000 real MNIST digits, 80/20 split), a 3-layer
 ViT (patch 7, width 80, MLP 160) trained from scratch; V in {16, 32} because the layers are 80-240 wide.
 """
 
@@ -90,7 +90,7 @@ def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k", ou
 
     With ``out`` the partial results are written to ``out/vit_partial.json`` after every pattern.
     """
-    from paperkit.data import image_dataset
+    from papercommon.data import image_dataset
     from tqdm.auto import tqdm
 
     st = SETTINGS[quick]

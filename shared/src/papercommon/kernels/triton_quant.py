@@ -1,4 +1,4 @@
-"""Triton kernels for the shared quantization ops (references in :mod:`paperkit.kernels.quant`).
+"""Triton kernels for the shared quantization ops (references in :mod:`papercommon.kernels.quant`).
 
 Bit-exactness with the torch references: divisions use ``div_rn`` (IEEE round-to-nearest, as torch), and
 round-half-to-even is done with the fp32 magic constant 1.5 * 2^23 (exact for |v| < 2^22). FP8 values are

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from paperkit.data._common import DataUnavailableError, cache_dir, package_dir
+from papercommon.data._common import DataUnavailableError, cache_dir, package_dir
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -26,7 +26,7 @@ def smollm2_path() -> Path:
 
     The GGUF holds Q4_1 weights; transformers dequantizes them to fp32, so the weights carry 4-bit
     rounding (perplexity 26.3 on 8k tokens of an English novel). The converted folder lives under
-    ``$PAPERKIT_CACHE/models/smollm2-135m-instruct``.
+    ``$PAPERCOMMON_CACHE/models/smollm2-135m-instruct``.
     """
     target = cache_dir("models") / "smollm2-135m-instruct"
     if (target / "config.json").exists():

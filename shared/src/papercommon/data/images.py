@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paperkit.data._common import DataUnavailableError, cache_dir
+from papercommon.data._common import DataUnavailableError, cache_dir
 
 IMAGE_DATASETS = ("digits", "mnist5k", "fashion-mnist", "cifar10", "cifar100")
 SPLITS = ("train", "test", "all")

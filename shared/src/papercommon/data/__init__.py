@@ -4,11 +4,11 @@ Every loader returns plain tensors or arrays. Sources that need a network keep t
 path and raise :class:`DataUnavailableError` naming what to install or fetch when it fails.
 """
 
-from paperkit.data._common import DataUnavailableError, cache_dir
-from paperkit.data.images import IMAGE_DATASETS, image_dataset
-from paperkit.data.models import load_minilm, load_smollm2, minilm_path, smollm2_path
-from paperkit.data.text import TEXT_CORPORA, CharTokenizer, lm_batch, text_corpus, word_tokenize
-from paperkit.data.words import glove, lee_documents, simlex999, word_frequencies, wordsim353
+from papercommon.data._common import DataUnavailableError, cache_dir
+from papercommon.data.images import IMAGE_DATASETS, image_dataset
+from papercommon.data.models import load_minilm, load_smollm2, minilm_path, smollm2_path
+from papercommon.data.text import TEXT_CORPORA, CharTokenizer, lm_batch, text_corpus, word_tokenize
+from papercommon.data.words import glove, lee_documents, simlex999, word_frequencies, wordsim353
 
 __all__ = [
     "IMAGE_DATASETS", "TEXT_CORPORA", "CharTokenizer", "DataUnavailableError", "cache_dir", "glove",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from types import ModuleType
 
 import torch
 
@@ -19,6 +20,22 @@ def triton_interpret() -> bool:
 @functools.cache
 def _triton_importable() -> bool:
     return importlib.util.find_spec("triton") is not None
+
+
+def import_triton() -> tuple[ModuleType, ModuleType] | tuple[None, None]:
+    """The one Triton guard: ``(triton, triton.language)``, or ``(None, None)`` when Triton is not installed.
+
+    Kernel modules write ``triton, tl = import_triton()`` and define their ``@triton.jit`` kernels under
+    ``if triton is not None:``; dispatch then goes through :func:`resolve_backend`.
+    """
+    if not _triton_importable():
+        return None, None
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:  # installed but broken (e.g. a mismatched build)
+        return None, None
+    return triton, tl
 
 
 def has_triton(device: torch.device | str | None = None) -> bool:

@@ -12,8 +12,8 @@ class DataUnavailableError(RuntimeError):
 
 
 def cache_dir(*parts: str) -> Path:
-    """``$PAPERKIT_CACHE`` (default ``~/.cache/paperkit``) joined with ``parts``, created."""
-    root = Path(os.environ.get("PAPERKIT_CACHE", Path.home() / ".cache" / "paperkit"))
+    """``$PAPERCOMMON_CACHE`` (default ``~/.cache/papercommon``) joined with ``parts``, created."""
+    root = Path(os.environ.get("PAPERCOMMON_CACHE", Path.home() / ".cache" / "papercommon"))
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from paperkit.data._common import DataUnavailableError, gensim_data, package_dir
+from papercommon.data._common import DataUnavailableError, gensim_data, package_dir
 
 
 @functools.cache

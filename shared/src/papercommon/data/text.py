@@ -8,7 +8,7 @@ import urllib.request
 
 import torch
 
-from paperkit.data._common import DataUnavailableError, cache_dir, gensim_data
+from papercommon.data._common import DataUnavailableError, cache_dir, gensim_data
 
 _DOWNLOADS = {
     "tinyshakespeare": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
@@ -40,7 +40,7 @@ def text_corpus(name: str) -> str:
     Args:
         name: ``"lee"`` (gensim's 300 Lee background news documents, 360 KB, offline), ``"pydoc"`` (Python's
             reference documentation from ``pydoc_data.topics``, 465 KB, offline), ``"tinyshakespeare"`` or
-            ``"wikitext2"`` (the train split; downloaded once into ``$PAPERKIT_CACHE``, needs a network).
+            ``"wikitext2"`` (the train split; downloaded once into ``$PAPERCOMMON_CACHE``, needs a network).
     """
     if name == "lee":
         return gensim_data("lee_background.cor").read_text(encoding="latin-1")

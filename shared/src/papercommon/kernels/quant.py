@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from paperkit.kernels.backend import resolve_backend
+from papercommon.kernels.backend import resolve_backend
 
 FP8_E4M3_MAX = 448.0
 _EPS = 1e-8
@@ -79,7 +79,7 @@ def quantize_symmetric(x: torch.Tensor, bits: int, dim: int = -1, clip_ratio: fl
     if resolve_backend(backend, x) == "torch":
         q, scale = quantize_symmetric_reference(x, bits, dim, clip_ratio)
     else:
-        from paperkit.kernels.triton_quant import quantize_rows
+        from papercommon.kernels.triton_quant import quantize_rows
 
         xt = x.movedim(dim, -1)
         q, scale = quantize_rows(xt.reshape(-1, xt.shape[-1]), bits, clip_ratio, symmetric=True)[:2]
@@ -140,7 +140,7 @@ def quantize_asymmetric(x: torch.Tensor, bits: int, dim: int = -1, clip_ratio: f
     if resolve_backend(backend, x) == "torch":
         q, scale, zero = quantize_asymmetric_reference(x, bits, dim, clip_ratio)
     else:
-        from paperkit.kernels.triton_quant import quantize_rows
+        from papercommon.kernels.triton_quant import quantize_rows
 
         xt = x.movedim(dim, -1)
         outs = quantize_rows(xt.reshape(-1, xt.shape[-1]), bits, clip_ratio, symmetric=False)
@@ -174,7 +174,7 @@ def pack_int4(q: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
     _check_int4(q)
     if resolve_backend(backend, q) == "torch":
         return pack_int4_reference(q)
-    from paperkit.kernels.triton_quant import pack_int4_rows
+    from papercommon.kernels.triton_quant import pack_int4_rows
 
     return pack_int4_rows(q.reshape(-1, q.shape[-1])).reshape(*q.shape[:-1], q.shape[-1] // 2)
 
@@ -245,7 +245,7 @@ def fp8_quantize_blockwise(x: torch.Tensor, block: tuple[int, int] = (1, 128), p
     if resolve_backend(backend, x) == "torch":
         y, scale = fp8_quantize_blockwise_reference(x2, block, pow2_scale)
     else:
-        from paperkit.kernels.triton_quant import fp8_quantize_tiles
+        from papercommon.kernels.triton_quant import fp8_quantize_tiles
 
         y, scale = fp8_quantize_tiles(x2, block, pow2_scale)
     _check_finite_scale(scale)

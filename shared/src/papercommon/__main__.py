@@ -1,0 +1,5 @@
+import sys
+
+from papercommon.reproduce import main
+
+sys.exit(main())

@@ -1,3 +1,0 @@
-"""paperkit: shared kernels, data, metrics, benchmarking and the reproduce CLI."""
-
-__version__ = "0.1.0"
