@@ -104,7 +104,7 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - reproductions using the legacy global generator
     torch.manual_seed(seed)
 
 
