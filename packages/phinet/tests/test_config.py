@@ -2,10 +2,12 @@ import pytest
 from phinet.config import ModelConfig, TrainConfig
 
 
-def test_defaults_are_the_papers():
+def test_defaults_are_the_official_codes():
     m, t = ModelConfig(), TrainConfig()
+    # official main.py: --model_name phinetmom_aug (X-PhiNet, random third view), constant predictor lr
     assert (m.model, m.backbone, m.proj_dim, m.proj_hidden, m.pred_hidden, m.proj_layers) == (
-        "xphinet", "resnet18_cifar", 2048, 2048, 512, 2)
+        "xphinet_aug", "resnet18_cifar", 2048, 2048, 512, 2)
+    assert m.augmented_third_view and m.uses_ema and t.constant_predictor_lr
     assert m.beta == 0.99 and m.sim2_weight == 1.0
     assert (t.epochs, t.batch_size, t.base_lr, t.momentum, t.weight_decay, t.warmup_epochs, t.seed) == (
         800, 512, 0.03, 0.9, 5e-4, 10, 1234)
@@ -34,7 +36,9 @@ def test_bad_model_values_raise(kw):
 
 
 @pytest.mark.parametrize("kw", [dict(epochs=0), dict(base_lr=0), dict(momentum=1.0), dict(weight_decay=-1e-4),
-                                dict(warmup_epochs=900), dict(knn_k=0), dict(knn_temperature=0.0)])
+                                dict(warmup_epochs=900), dict(knn_k=0), dict(knn_temperature=0.0),
+                                dict(base_lr=float("nan")), dict(weight_decay=float("inf")),
+                                dict(momentum=float("nan"))])
 def test_bad_train_values_raise(kw):
     with pytest.raises(ValueError, match="got"):
         TrainConfig(**kw)

@@ -36,17 +36,41 @@ def test_build_model_types():
     assert build_model(small("phinet_cos")).sim2_kind == "cos"
 
 
-def test_phinet_loss_matches_functional_on_its_parts():
+@pytest.mark.parametrize("name,slow", [("phinet", False), ("xphinet", True)])
+def test_loss_equals_the_official_formula(name, slow):
+    """The official PhiNet / PhiNetMom forward, written out here with torch.nn primitives only (not with
+    phinet.functional): L = D(p1, z2)/2 + D(p2, z1)/2 + lambda (MSE(y1, z_ori)/2 + MSE(y2, z_ori)/2), with
+    D(p, z) = -cosine_similarity(p, z.detach()).mean() and nn.MSELoss on unnormalised vectors."""
     torch.manual_seed(0)
-    m = build_model(small("phinet", sim2_weight=0.5))
+    m = build_model(small(name, sim2_weight=0.5))
     x1, x2, x0 = views()
+    with torch.no_grad():
+        z1, z2 = m.encoder(x1), m.encoder(x2)        # train-mode BN: batch statistics, deterministic
+        p1, p2 = m.h(z1), m.h(z2)
+        y1, y2 = m.g(p1), m.g(p2)
+        z_ori = (m.encoder_ema if slow else m.encoder)(x0)
+        cos = torch.nn.functional.cosine_similarity
+        mse = torch.nn.MSELoss()
+        sim1 = -cos(p1, z2, dim=-1).mean() / 2 - cos(p2, z1, dim=-1).mean() / 2
+        sim2 = mse(y1, z_ori) / 2 + mse(y2, z_ori) / 2
     out = m(x1, x2, x0)
-    # recompute in train mode with the same batches (BN uses batch stats, so it is deterministic)
-    z1, z2 = m.encoder(x1), m.encoder(x2)
-    p1, p2 = m.h(z1), m.h(z2)
-    loss, s1, s2 = PF.phinet_loss(p1, p2, z1, z2, m.g(p1), m.g(p2), m.encoder(x0), 0.5)
-    torch.testing.assert_close(out.loss, loss)
-    torch.testing.assert_close(out.sim1, s1.detach())
+    torch.testing.assert_close(out.sim1, sim1)
+    torch.testing.assert_close(out.sim2, sim2)
+    torch.testing.assert_close(out.loss.detach(), sim1 + 0.5 * sim2)
+
+
+def test_ema_step_equals_the_official_update():
+    """Official ``ema_model``: theta_slow <- m * theta_slow + (1 - m) * theta, parameter by parameter."""
+    torch.manual_seed(0)
+    m = build_model(small("xphinet", beta=0.9))
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m(*views()).loss.backward()
+    opt.step()
+    expect = [0.9 * ps.detach().clone() + 0.1 * p.detach().clone()
+              for ps, p in zip(m.encoder_ema.parameters(), m.encoder.parameters(), strict=True)]
+    m.update_target()
+    for got, want in zip(m.encoder_ema.parameters(), expect, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def test_no_gradient_reaches_the_stop_gradient_branches():

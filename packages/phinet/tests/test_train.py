@@ -85,3 +85,82 @@ def test_linear_probe_learns_separable_features():
     y = torch.arange(150) % 3
     f = c[y] + torch.randn(150, 8, generator=g)
     assert linear_probe(f[:120], y[:120], f[120:], y[120:], epochs=20, lr=1.0, batch_size=32) > 0.9
+
+
+def _tiny_trainer(model="phinet", **kw):
+    from phinet import ModelConfig, TrainConfig, Trainer
+
+    cfg = ModelConfig.small(model, image_size=8, cnn_width=8, proj_dim=16, proj_hidden=32, pred_hidden=8)
+    return Trainer(cfg, TrainConfig(epochs=2, batch_size=16, warmup_epochs=1, knn_k=5, **kw), progress=False)
+
+
+def test_constant_predictor_lr_keeps_h_at_the_peak():
+    """Official LR_Scheduler(constant_predictor_lr=True): the 'predictor' group (h only) stays at base lr."""
+    import torch
+
+    tr = _tiny_trainer()
+    names = [g["name"] for g in tr.optimizer.param_groups]
+    assert names == ["base", "predictor"]
+    assert {id(p) for p in tr.optimizer.param_groups[1]["params"]} == {id(p) for p in tr.model.h.parameters()}
+    tr.train_step(torch.rand(16, 1, 8, 8), lr=0.001)
+    assert [g["lr"] for g in tr.optimizer.param_groups] == [0.001, tr.cfg.lr]
+    tr2 = _tiny_trainer(constant_predictor_lr=False)
+    tr2.train_step(torch.rand(16, 1, 8, 8), lr=0.001)
+    assert [g["lr"] for g in tr2.optimizer.param_groups] == [0.001, 0.001]
+
+
+def test_aug_models_take_a_random_third_view(monkeypatch):
+    import torch
+
+    seen = {}
+    for model in ("xphinet", "xphinet_aug"):
+        tr = _tiny_trainer(model)
+        orig = tr.model.forward
+
+        def spy(x1, x2, x0, orig=orig, model=model):
+            seen[model] = x0.clone()
+            return orig(x1, x2, x0)
+
+        monkeypatch.setattr(tr.model, "forward", spy)
+        x = torch.rand(16, 1, 8, 8)
+        tr.train_step(x, lr=0.01)
+        if model == "xphinet":
+            torch.testing.assert_close(seen[model], tr.augment.original(x))
+        else:
+            assert not torch.allclose(seen[model], tr.augment.original(x))
+
+
+def test_uint8_and_nonfinite_images_are_rejected():
+    import pytest
+    import torch
+
+    tr = _tiny_trainer()
+    with pytest.raises(TypeError, match=r"images: expected floating-point pixels in \[0, 1\], got dtype torch.uint8"):
+        tr.fit(torch.zeros(32, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="images: expected finite pixel values"):
+        tr.fit(torch.full((32, 1, 8, 8), float("nan")))
+
+
+def test_load_is_weights_only_and_names_foreign_files(tmp_path):
+    import pytest
+    import torch
+    from phinet import Trainer
+
+    tr = _tiny_trainer()
+    tr.fit(torch.rand(32, 1, 8, 8))
+    tr.save(tmp_path / "ok.pt")
+    back = Trainer.load(tmp_path / "ok.pt", progress=False)
+    assert back.step == tr.step
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match=r"foreign.pt is not a phinet checkpoint: expected keys"):
+        Trainer.load(tmp_path / "foreign.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="evil.pt is not a readable phinet checkpoint"):
+        Trainer.load(tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        Trainer.load(tmp_path / "missing.pt")

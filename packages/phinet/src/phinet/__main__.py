@@ -1,4 +1,4 @@
-"""Command line: ``python -m phinet {train,online,continual,dynamics,reproduce} ...``.
+"""Command line: ``python -m phinet {reproduce,list,train,online,continual,dynamics,tables} ...``.
 
 Examples:
     python -m phinet train --model xphinet --data digits --epochs 30 --out runs/x
@@ -6,7 +6,8 @@ Examples:
     python -m phinet online --model phinet --data mnist5k
     python -m phinet continual --data digits --epochs-per-task 20
     python -m phinet dynamics
-    python -m phinet reproduce --quick
+    python -m phinet reproduce --quick --seed 0      # = papercommon reproduce phinet --quick
+    python -m phinet tables                          # exits 1 if a record is missing or corrupt
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ import sys
 from pathlib import Path
 
 import torch
+from papercommon.cli import (
+    Command,
+    add_run_args,
+    finite_float,
+    nonnegative_int,
+    package_main,
+    positive_float,
+    positive_int,
+)
+from papercommon.figures import figure
 
 from phinet.config import MODELS, ModelConfig, TrainConfig
 from phinet.data import DATASETS, load_images
@@ -37,24 +48,14 @@ def _train_cfg(args: argparse.Namespace) -> TrainConfig:
 
 
 def _plot_history(out: Path, hl: HistoryLogger, cm: CollapseMonitor, healthy: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
-    ax[0].plot([r["step"] for r in hl.rows], [r["loss"] for r in hl.rows], label="loss")
-    ax[0].plot([r["step"] for r in hl.rows], [r["sim1"] for r in hl.rows], label="Sim-1")
-    ax[0].plot([r["step"] for r in hl.rows], [r["sim2"] for r in hl.rows], label="Sim-2")
-    ax[0].set_xlabel("step")
-    ax[0].legend()
-    ax[1].plot(*zip(*cm.history), label="std(z/|z|)")
-    ax[1].axhline(healthy, ls="--", color="grey", label="1/sqrt(d)")
-    ax[1].set_xlabel("step")
-    ax[1].legend()
-    fig.tight_layout()
-    fig.savefig(out / "training.png", dpi=120)
-    plt.close(fig)
+    with figure(out / "training.png", ncols=2, figsize=(8, 3)) as ax:
+        steps = [r["step"] for r in hl.rows]
+        for key, label in (("loss", "loss"), ("sim1", "Sim-1"), ("sim2", "Sim-2")):
+            ax[0].plot(steps, [r[key] for r in hl.rows], label=label)
+        ax[0].set_xlabel("step")
+        ax[1].plot(*zip(*cm.history), label="std(z/|z|)")
+        ax[1].axhline(healthy, ls="--", color="grey", label="1/sqrt(d)")
+        ax[1].set_xlabel("step")
 
 
 def cmd_train(args: argparse.Namespace, online: bool = False) -> dict:
@@ -86,63 +87,66 @@ def cmd_train(args: argparse.Namespace, online: bool = False) -> dict:
     return res
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=MODELS, default="xphinet_aug")
+    p.add_argument("--data", choices=DATASETS, default="digits")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--base-lr", type=positive_float, default=0.03)
+    p.add_argument("--weight-decay", type=finite_float, default=5e-4)
+    p.add_argument("--warmup-epochs", type=finite_float, default=2)
+    p.add_argument("--beta", type=finite_float, default=0.99)
+    p.add_argument("--sim2-weight", type=finite_float, default=1.0)
+    p.add_argument("--seed", type=nonnegative_int, default=1234)
+    p.add_argument("--knn-k", type=positive_int, default=200)
+    p.add_argument("--eval-every", type=nonnegative_int, default=0)
+    p.add_argument("--ckpt-every", type=nonnegative_int, default=0)
+    p.add_argument("--probe", action="store_true", help="also run the linear probe at the end")
+    p.add_argument("--probe-epochs", type=positive_int, default=100)
+    p.add_argument("--resume", default=None,
+                   help="checkpoint.pt to start from (weights, optimiser, RNG; the lr schedule restarts)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default="runs/train", metavar="DIR")
+
+
+def _continual(args: argparse.Namespace) -> None:
+    from phinet.reproduce import SEEDS, run_continual
+
+    res = run_continual(args.quick, args.out, seeds=tuple(args.seed + s for s in SEEDS), progress=True)
+    print(json.dumps({m: {k: v for k, v in r.items() if k != "per_seed"} for m, r in res["runs"].items()}, indent=1))
+
+
+def _dynamics(args: argparse.Namespace) -> None:
+    from phinet.reproduce import run_dynamics
+
+    res = run_dynamics(args.quick, args.out, args.sigma2, args.lam)
+    print(json.dumps({m: r["frac_collapsed"] for m, r in res["models"].items()}))
+
+
+def _dynamics_args(p: argparse.ArgumentParser) -> None:
+    add_run_args(p, out_default="runs/dynamics")
+    p.add_argument("--sigma2", type=positive_float, default=0.5)
+    p.add_argument("--lam", type=finite_float, default=1.0)
+
+
+def _tables(args: argparse.Namespace) -> None:
+    from phinet.reproduce import results_table
+
+    print(results_table(args.results))
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m phinet", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("train", "online"):
-        p = sub.add_parser(name, help="offline training" if name == "train" else "one pass over a stream")
-        p.add_argument("--model", choices=MODELS, default="xphinet")
-        p.add_argument("--data", choices=DATASETS, default="digits")
-        p.add_argument("--epochs", type=int, default=30)
-        p.add_argument("--batch-size", type=int, default=128)
-        p.add_argument("--base-lr", type=float, default=0.03)
-        p.add_argument("--weight-decay", type=float, default=5e-4)
-        p.add_argument("--warmup-epochs", type=float, default=2)
-        p.add_argument("--beta", type=float, default=0.99)
-        p.add_argument("--sim2-weight", type=float, default=1.0)
-        p.add_argument("--seed", type=int, default=1234)
-        p.add_argument("--knn-k", type=int, default=200)
-        p.add_argument("--eval-every", type=int, default=0)
-        p.add_argument("--ckpt-every", type=int, default=0)
-        p.add_argument("--probe", action="store_true", help="also run the linear probe at the end")
-        p.add_argument("--probe-epochs", type=int, default=100)
-        p.add_argument("--resume", default=None,
-                       help="checkpoint.pt to start from (weights, optimiser, RNG; the lr schedule restarts)")
-        p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        p.add_argument("--out", default=f"runs/{name}")
-    p = sub.add_parser("continual", help="Split tasks in sequence (forgetting)")
-    p.add_argument("--full", action="store_true", help="Split CIFAR-10 with the paper's settings")
-    p.add_argument("--out", default="runs/continual")
-    p = sub.add_parser("dynamics", help="integrate the linear learning dynamics")
-    p.add_argument("--full", action="store_true")
-    p.add_argument("--sigma2", type=float, default=0.5)
-    p.add_argument("--lam", type=float, default=1.0)
-    p.add_argument("--out", default="runs/dynamics")
-    p = sub.add_parser("reproduce", help="run the registered reproductions (papercommon reproduce phinet)")
-    p.add_argument("--full", action="store_true")
-    p.add_argument("--only", nargs="*")
-    p.add_argument("--out", default="reproductions")
-    args = ap.parse_args(argv)
-
-    if args.cmd in ("train", "online"):
-        cmd_train(args, online=args.cmd == "online")
-    elif args.cmd == "continual":
-        from phinet.reproduce import run_continual
-
-        res = run_continual(not args.full, args.out, progress=True)
-        print(json.dumps({m: {k: v for k, v in r.items() if k != "per_seed"} for m, r in res["runs"].items()},
-                         indent=1))
-    elif args.cmd == "dynamics":
-        from phinet.reproduce import run_dynamics
-
-        res = run_dynamics(not args.full, args.out, args.sigma2, args.lam)
-        print(json.dumps({m: r["frac_collapsed"] for m, r in res["models"].items()}))
-    else:
-        from papercommon.reproduce import main as pk_main
-
-        return pk_main(["reproduce", "phinet", "--full" if args.full else "--quick", "--out", args.out]
-                       + (["--only", *args.only] if args.only else []))
-    return 0
+    commands = [
+        Command("train", "offline training (progress bar, checkpoints, plots)", cmd_train, _train_args),
+        Command("online", "one pass over a shuffled stream", lambda a: cmd_train(a, online=True), _train_args),
+        Command("continual", "Split tasks in sequence (forgetting), 3 seeds", _continual,
+                lambda p: add_run_args(p, out_default="runs/continual")),
+        Command("dynamics", "integrate the linear learning dynamics", _dynamics, _dynamics_args),
+        Command("tables", "the README's reproduction table from the committed records", _tables,
+                lambda p: p.add_argument("--results", default=str(Path(__file__).resolve().parents[2] / "results"),
+                                         metavar="DIR", help="records folder (default: the package's results/)")),
+    ]
+    return package_main("phinet", commands, argv, description=__doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

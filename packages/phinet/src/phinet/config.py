@@ -14,13 +14,17 @@ was given.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-MODELS = ("simsiam", "phinet", "xphinet", "phinet_cos", "xphinet_cos", "byol")
-"""Model names: SimSiam (Chen & He 2021), PhiNet, X-PhiNet (EMA "neocortex" target for Sim-2), their cosine
-Sim-2 variants (``PhiNetCos``/``PhiNetMomCos`` in the official code) and BYOL (Grill et al. 2020)."""
+from papercommon.checks import check_finite
+from papercommon.config import Config
+
+MODELS = ("simsiam", "phinet", "xphinet", "phinet_aug", "xphinet_aug", "phinet_cos", "xphinet_cos", "byol")
+"""Model names: SimSiam (Chen & He 2021), PhiNet, X-PhiNet (EMA "neocortex" target for Sim-2), their ``_aug``
+variants whose Sim-2 target view is a third *random* augmentation instead of the centre-cropped original (the
+official ``phinet_aug`` / ``phinetmom_aug``, the latter the official default ``--model_name``), the cosine
+Sim-2 variants (``PhiNetCos``/``PhiNetMomCos``) and BYOL (Grill et al. 2020)."""
 
 BACKBONES = ("resnet18_cifar", "cnn_small")
 """Backbones: the CIFAR ResNet-18 (3x3 stem, no max-pool; from torchvision's ResNet) and a small CNN for
@@ -32,31 +36,14 @@ def _check(cond: bool, msg: str) -> None:
         raise ValueError(msg)
 
 
-class _Serialisable:
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (JSON-ready) of every field."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        """Rebuild from :meth:`to_dict`'s output; unknown keys raise."""
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; expected a subset of {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any):
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
-
-
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig(_Serialisable):
+class ModelConfig(Config):
     """What to build.
 
     Args:
-        model: one of :data:`MODELS`. Paper default (the official ``--model_name``): X-PhiNet.
+        model: one of :data:`MODELS`. Default: the official code's ``--model_name phinetmom_aug``, i.e.
+            X-PhiNet with a randomly augmented third view (``"xphinet_aug"``; the paper's text describes the
+            centre-cropped original view, ``"xphinet"``).
         backbone: one of :data:`BACKBONES`. CIFAR runs use the CIFAR ResNet-18 (Sec. 5, App. D).
         in_channels: image channels (3 for CIFAR, 1 for MNIST-like data).
         image_size: the square input side the backbone is built for (32 for CIFAR; 28 or 8 for the small CNN).
@@ -70,7 +57,7 @@ class ModelConfig(_Serialisable):
             theta_ema + (1 - beta) * theta (``beta_enc`` = 0.99). Must lie in [0, 1].
     """
 
-    model: str = "xphinet"
+    model: str = "xphinet_aug"
     backbone: str = "resnet18_cifar"
     in_channels: int = 3
     image_size: int = 32
@@ -82,7 +69,7 @@ class ModelConfig(_Serialisable):
     sim2_weight: float = 1.0
     beta: float = 0.99
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         _check(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
         _check(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         _check(self.in_channels in (1, 3), f"in_channels must be 1 or 3, got {self.in_channels}")
@@ -97,18 +84,25 @@ class ModelConfig(_Serialisable):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, f"{name} must be a positive int, got {v!r}")
         _check(self.proj_layers in (2, 3), f"proj_layers must be 2 or 3, got {self.proj_layers}")
+        check_finite("sim2_weight", self.sim2_weight)
         _check(self.sim2_weight >= 0, f"sim2_weight (lambda) must be >= 0, got {self.sim2_weight}")
+        check_finite("beta", self.beta)
         _check(0.0 <= self.beta <= 1.0, f"beta (EMA rate) must lie in [0, 1], got {self.beta}")
 
     @property
     def uses_ema(self) -> bool:
         """Whether the model keeps an EMA copy of the encoder (X-PhiNet, its cosine variant, BYOL)."""
-        return self.model in ("xphinet", "xphinet_cos", "byol")
+        return self.model in ("xphinet", "xphinet_aug", "xphinet_cos", "byol")
 
     @property
     def uses_original_view(self) -> bool:
         """Whether the loss needs the third, "original" view (all PhiNet variants)."""
-        return self.model in ("phinet", "xphinet", "phinet_cos", "xphinet_cos")
+        return self.model in ("phinet", "xphinet", "phinet_aug", "xphinet_aug", "phinet_cos", "xphinet_cos")
+
+    @property
+    def augmented_third_view(self) -> bool:
+        """Whether the Sim-2 target view is a third random augmentation (the official ``*_aug`` models)."""
+        return self.model.endswith("_aug")
 
     @classmethod
     def small(cls, model: str = "xphinet", *, image_size: int = 8, in_channels: int = 1, **kw: Any) -> ModelConfig:
@@ -120,7 +114,7 @@ class ModelConfig(_Serialisable):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig(_Serialisable):
+class TrainConfig(Config):
     """How to train.
 
     Args:
@@ -139,6 +133,9 @@ class TrainConfig(_Serialisable):
         probe_batch_size: linear-probe batch size (256).
         eval_every: evaluate the monitors every this many epochs (0: only at the end).
         num_threads: torch CPU threads to use (0: leave torch's default).
+        constant_predictor_lr: keep the CA3 predictor h at the peak lr (no warm-up, no cosine decay), as the
+            official ``LR_Scheduler(..., constant_predictor_lr=True)`` does (SimSiam Sec. 4.2); False decays it
+            with the rest.
     """
 
     epochs: int = 800
@@ -156,8 +153,12 @@ class TrainConfig(_Serialisable):
     probe_batch_size: int = 256
     eval_every: int = 0
     num_threads: int = 0
+    constant_predictor_lr: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        for name in ("base_lr", "momentum", "weight_decay", "warmup_epochs", "final_lr", "knn_temperature",
+                     "probe_lr"):
+            check_finite(name, getattr(self, name))
         _check(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an int >= 1, got {self.epochs!r}")
         _check(isinstance(self.batch_size, int) and self.batch_size >= 2,
                f"batch_size must be an int >= 2 (BatchNorm cannot train on one sample), got {self.batch_size!r}")

@@ -130,6 +130,20 @@ def collapse_std(z: Tensor) -> Tensor:
     return F.normalize(z.float(), dim=-1).std(dim=0).mean()
 
 
+def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
+    """Effective rank (Roy & Vetterli 2007) of a batch of representations ``z`` (N, d): exp of the entropy of
+    the normalised singular values of the centred batch. ``d`` for isotropic features, 1 for a single
+    direction, and it falls with dimensional collapse, which the per-dimension std gauge misses when the
+    surviving directions keep their scale."""
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise ValueError(f"z: expected (N >= 2, d) representations, got shape {tuple(z.shape)}")
+    s = torch.linalg.svdvals((z - z.mean(0)).double())
+    if s.sum() <= eps:
+        return torch.tensor(0.0, dtype=z.dtype)  # every sample the same point: fully collapsed
+    p = s / s.sum()
+    return torch.exp(-(p * torch.log(p.clamp_min(eps))).sum()).to(z.dtype)
+
+
 def knn_predict_reference(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, k: int = 200,
                           temperature: float = 0.1) -> Tensor:
     """Cosine-weighted kNN vote, one query at a time (the slow reference of :func:`knn_predict`).

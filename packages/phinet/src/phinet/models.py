@@ -199,10 +199,13 @@ def ema_update_module_(target: nn.Module, online: nn.Module, beta: float) -> Non
 
 
 def build_model(cfg: ModelConfig) -> SSLModel:
-    """The model that ``cfg.model`` names (see :data:`phinet.config.MODELS`)."""
+    """The model that ``cfg.model`` names (see :data:`phinet.config.MODELS`). The ``_aug`` models are the same
+    networks; the :class:`~phinet.train.Trainer` feeds them a random third view as the Sim-2 target."""
     return {
         "simsiam": lambda: SimSiam(cfg),
         "phinet": lambda: PhiNet(cfg, "mse"),
+        "phinet_aug": lambda: PhiNet(cfg, "mse"),
+        "xphinet_aug": lambda: XPhiNet(cfg, "mse"),
         "phinet_cos": lambda: PhiNet(cfg, "cos"),
         "xphinet": lambda: XPhiNet(cfg, "mse"),
         "xphinet_cos": lambda: XPhiNet(cfg, "cos"),

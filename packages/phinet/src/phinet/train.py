@@ -1,7 +1,8 @@
 """Training: offline (epochs over a data set), online (one pass over a stream) and continual (tasks in sequence).
 
-The optimiser is the paper's: SGD with momentum 0.9, lr = base_lr * batch / 256, linear warm-up then cosine
-decay to 0 (per iteration), weight decay on every parameter (official ``main.py``).
+The optimiser is the official code's: SGD with momentum 0.9, lr = base_lr * batch / 256, linear warm-up then
+cosine decay to 0 (per iteration), weight decay on every parameter, and the CA3 predictor h held at the peak lr
+(``constant_predictor_lr``; official ``main.py`` and ``optimizers/__init__.py``).
 
 Example:
     >>> from phinet import ModelConfig, TrainConfig, Trainer, load_images
@@ -51,8 +52,12 @@ class Trainer:
         torch.manual_seed(train_cfg.seed)
         self.device = torch.device(device)
         self.model: SSLModel = build_model(model_cfg).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum,
-                                         weight_decay=train_cfg.weight_decay)
+        h = getattr(self.model, "h", None)
+        pred_ids = {id(p) for p in h.parameters()} if h is not None else set()
+        groups = [{"name": "base", "params": [p for p in self.model.parameters() if id(p) not in pred_ids]},
+                  {"name": "predictor", "params": [p for p in self.model.parameters() if id(p) in pred_ids]}]
+        self.optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=train_cfg.lr,
+                                         momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
         preset = "small" if model_cfg.in_channels == 1 else "cifar"
         self.augment = augment or BatchAugment.preset(preset, model_cfg.image_size)
         self.generator = torch.Generator().manual_seed(train_cfg.seed)
@@ -63,10 +68,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, x: Tensor, lr: float) -> Any:
-        """One SGD step on a batch of raw images (augmented here). Returns the model's SSLOutput."""
+        """One SGD step on a batch of raw images (augmented here) at the scheduled ``lr``. Returns the SSLOutput.
+
+        With ``constant_predictor_lr`` the predictor group stays at the peak lr, as in the official scheduler.
+        """
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
-        x1, x2, x0 = self.augment(x.to(self.device), self.generator)
+            g["lr"] = self.cfg.lr if self.cfg.constant_predictor_lr and g.get("name") == "predictor" else lr
+        x = x.to(self.device)
+        x1, x2, x0 = self.augment(x, self.generator)
+        if self.model_cfg.augmented_third_view:
+            x0 = self.augment.view(x, self.generator)  # official *_aug: a third random view (TriSiamTransform)
         out = self.model(x1, x2, x0 if self.model.needs_original_view else None)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(f"loss became {out.loss.item()} at step {self.step}; lower the lr")
@@ -79,6 +90,13 @@ class Trainer:
 
     def _check_data(self, X: Tensor) -> None:
         m = self.model_cfg
+        if not isinstance(X, Tensor):
+            raise TypeError(f"images: expected a torch.Tensor (N, C, H, W), got {type(X).__name__}")
+        if not X.is_floating_point():
+            raise TypeError(f"images: expected floating-point pixels in [0, 1], got dtype {X.dtype} "
+                            "(convert uint8 images with X.float() / 255)")
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError("images: expected finite pixel values, got NaN or inf")
         if X.dim() != 4 or tuple(X.shape[1:]) != (m.in_channels, m.image_size, m.image_size):
             raise ValueError(f"expected images (N, {m.in_channels}, {m.image_size}, {m.image_size}), got "
                              f"{tuple(X.shape)}")
@@ -177,6 +195,7 @@ class Trainer:
         res = {"knn_acc": knn_accuracy(ftr, y_train, fte, y_test, k=self.cfg.knn_k,
                                          temperature=self.cfg.knn_temperature),
                "collapse_std": PF.collapse_std(self.features(X_test, "projection")).item(),
+               "effective_rank": PF.effective_rank(fte).item(),
                "healthy_std": 1 / math.sqrt(self.model_cfg.proj_dim)}
         if probe:
             res["probe_acc"] = linear_probe(ftr, y_train, fte, y_test, epochs=self.cfg.probe_epochs,
@@ -195,8 +214,24 @@ class Trainer:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", **kw: Any) -> Trainer:
-        """Rebuild a :class:`Trainer` from :meth:`save`'s file."""
-        ck = torch.load(path, map_location=device, weights_only=False)
+        """Rebuild a :class:`Trainer` from :meth:`save`'s file (loaded with ``weights_only=True``).
+
+        A missing file, a file torch cannot read safely, or a checkpoint of another program raises an error
+        naming the path.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Trainer.load: no checkpoint at {path}")
+        try:
+            ck = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - pickle, zip and weights-only errors all mean "not ours"
+            raise ValueError(f"Trainer.load: {path} is not a readable phinet checkpoint ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        need = {"model_cfg", "train_cfg", "model", "optimizer", "step", "generator", "log"}
+        if not isinstance(ck, dict) or not need <= set(ck):
+            got = sorted(ck) if isinstance(ck, dict) else type(ck).__name__
+            raise ValueError(f"Trainer.load: {path} is not a phinet checkpoint: expected keys {sorted(need)}, "
+                             f"got {got}")
         tr = cls(ModelConfig.from_dict(ck["model_cfg"]), TrainConfig.from_dict(ck["train_cfg"]), device=device, **kw)
         tr.model.load_state_dict(ck["model"])
         tr.optimizer.load_state_dict(ck["optimizer"])
