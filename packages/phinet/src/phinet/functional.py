@@ -127,6 +127,8 @@ def collapse_std(z: Tensor) -> Tensor:
     """
     if z.dim() != 2 or z.shape[0] < 2:
         raise ValueError(f"collapse_std expects (batch >= 2, dim) features, got {tuple(z.shape)}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("collapse_std: expected finite features, got NaN or inf (the run diverged)")
     return F.normalize(z.float(), dim=-1).std(dim=0).mean()
 
 
@@ -137,6 +139,8 @@ def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
     surviving directions keep their scale."""
     if z.dim() != 2 or z.shape[0] < 2:
         raise ValueError(f"z: expected (N >= 2, d) representations, got shape {tuple(z.shape)}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("z: expected finite representations, got NaN or inf (the run diverged)")
     s = torch.linalg.svdvals((z - z.mean(0)).double())
     if s.sum() <= eps:
         return torch.tensor(0.0, dtype=z.dtype)  # every sample the same point: fully collapsed

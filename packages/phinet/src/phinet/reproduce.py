@@ -75,10 +75,10 @@ def _beats(a: list[float], b: list[float]) -> bool:
 
 def _plot(path: Path, xs, series: dict[str, list[list[float]]], xlabel: str, ylabel: str, logx: bool = False,
           hline: float | None = None) -> None:
-    """Mean over seeds with a +-std band, one line per model."""
+    """Mean over seeds with a +-std band, one line per model (a plain number per x: one deterministic run)."""
     with figure(path, figsize=(4.8, 3.4)) as ax:
         for k, per_x in series.items():
-            ms = [_mean_std(v) for v in per_x]
+            ms = [_mean_std(v if isinstance(v, list) else [v]) for v in per_x]
             m = [a for a, _ in ms]
             ax.plot(xs, m, marker="o", label=k)
             ax.fill_between(xs, [a - b for a, b in ms], [a + b for a, b in ms], alpha=0.2)
