@@ -28,6 +28,7 @@ from papercommon.cli import (
     positive_int,
 )
 from papercommon.figures import figure
+from papercommon.records import write_record
 
 from phinet.config import MODELS, ModelConfig, TrainConfig
 from phinet.data import DATASETS, load_images
@@ -81,7 +82,7 @@ def cmd_train(args: argparse.Namespace, online: bool = False) -> dict:
     tr.save(out / "checkpoint.pt")
     res = {"model_cfg": tr.model_cfg.to_dict(), "train_cfg": tr.cfg.to_dict(), "steps": tr.step,
            "final": tr.evaluate(X, y, Xt, yt, probe=args.probe), "log": tr.log}
-    (out / "metrics.json").write_text(json.dumps(res, indent=1))
+    write_record(out, "metrics", config={"model": tr.model_cfg, "train": tr.cfg}, metrics=res)
     _plot_history(out, hl, cm, 1 / tr.model_cfg.proj_dim ** 0.5)
     print(json.dumps(res["final"], indent=1))
     return res
