@@ -83,7 +83,7 @@ def add_run_args(parser: argparse.ArgumentParser, *, out_default: str = "reprodu
 
 @dataclass
 class Command:
-    """A package-specific subcommand: ``run(args) -> exit code`` (None counts as 0).
+    """A package-specific subcommand: ``run(args) -> exit code`` (anything but an int counts as 0).
 
     ``add_args(parser)`` declares its flags; use :func:`add_run_args` and the argparse types above so that
     the names and checks match every other package.
@@ -121,7 +121,8 @@ def package_main(package: str, commands: Sequence[Command] = (), argv: Sequence[
     if args.cmd == "list":
         return reproduce.main(["list", package])
     try:
-        return int(by_name[args.cmd].run(args) or 0)
+        rc = by_name[args.cmd].run(args)
+        return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
     except (RecordError, FileNotFoundError, ValueError) as e:
         print(f"{parser.prog} {args.cmd}: error: {e}", file=sys.stderr)
         return 1
