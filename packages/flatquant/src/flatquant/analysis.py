@@ -54,7 +54,7 @@ def flatness_report(model: nn.Module, ids: torch.Tensor, layers: list[int] | Non
             xt = iq.transform(x) if iq.transform is not None else x
             lin = lin_of_slot[slot]
             w = lin.weight.float()
-            wt = lin.effective_weight()[0].float()
+            wt = lin.effective_weight(clip=False)[0].float()
             row = {"layer": i, "slot": slot}
             for name, t in (("act_before", x), ("act_after", xt), ("weight_before", w), ("weight_after", wt)):
                 for k, v in FQ.flatness(t).items():

@@ -236,11 +236,8 @@ def _gptq_layer(layer, adapter, cfg, fp_inps, kws) -> None:
     for h in hooks:
         h.remove()
     for lin in lins:
-        w, _ = lin.effective_weight()
-        cmax, cmin = lin.quantizer.ratios()
+        w, _ = lin.effective_weight()  # transformed and LWC-clipped, as the official reparameterize + GPTQ
         q, scale, _zero = FQ.gptq_quantize(w.detach().cpu(), hs[id(lin)] / count[0], cfg.w_bits, cfg.w_sym,
-                                          cmax if not torch.is_tensor(cmax) else cmax.detach().cpu().double(),
-                                          cmin if not torch.is_tensor(cmin) else cmin.detach().cpu().double(),
                                           percdamp=cfg.gptq_percdamp)
         lin.fixed_weight = q.float().to(w.device)
         lin.fixed_scale = scale.float().to(w.device)

@@ -191,12 +191,18 @@ def fake_quantize_sym(x: torch.Tensor, bits: int, clip_max: torch.Tensor | float
 
 def asym_params(x: torch.Tensor, bits: int, clip_max: torch.Tensor | float = 1.0,
                 clip_min: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Asymmetric scale and zero point along the last dim (range always includes 0), both ``[..., 1]``."""
+    """Asymmetric scale and zero point along the last dim, both ``[..., 1]`` (official
+    ``ActivationQuantizer.get_scale_zero``): the range ``[min(x, 0) c_min, max(x, 0) c_max]`` always includes 0,
+    an all-zero row gets the range [-1, 1], and the zero point is ``round(-min / scale)`` with **plain**
+    rounding (no gradient through the zero point; the codes' rounding is straight-through)."""
     maxq = 2**bits - 1
-    xmax = (x.amax(-1, keepdim=True) * clip_max).clamp_min(0)
-    xmin = (x.amin(-1, keepdim=True) * clip_min).clamp_max(0)
+    xmax = x.amax(-1, keepdim=True).clamp_min(0) * clip_max
+    xmin = x.amin(-1, keepdim=True).clamp_max(0) * clip_min
+    empty = (xmax == 0) & (xmin == 0)
+    xmax = torch.where(empty, torch.ones_like(xmax), xmax)
+    xmin = torch.where(empty, -torch.ones_like(xmin), xmin)
     scale = ((xmax - xmin) / maxq).clamp_min(1e-8)
-    zero = round_ste(-xmin / scale)
+    zero = torch.round(-xmin / scale).detach()
     return scale, zero
 
 
@@ -218,6 +224,47 @@ def fake_quantize_asym(x: torch.Tensor, bits: int, clip_max: torch.Tensor | floa
     scale, zero = asym_params(x, bits, clip_max, clip_min)
     q = torch.clamp(round_ste(x / scale) + zero, 0, 2**bits - 1)
     return (q - zero) * scale
+
+
+def clip_rows(w: torch.Tensor, clip_max: torch.Tensor | float = 1.0,
+              clip_min: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Learnable weight clipping (LWC, Sec. 3.3; official ``FlatQuantizedLinear.apply_wclip``): clamp each row of
+    ``w [out, in]`` to ``[c_min * rowmin, c_max * rowmax]``. Applied to the weight *before* its quantization
+    scale is computed, so the scale follows the clipped range; gradients reach the clip ratios through the
+    clamp bounds."""
+    if not torch.is_tensor(clip_max) and not torch.is_tensor(clip_min) and clip_max == 1.0 and clip_min == 1.0:
+        return w
+    wmax = w.amax(-1, keepdim=True) * clip_max
+    wmin = w.amin(-1, keepdim=True) * clip_min
+    return torch.clamp(w, min=wmin, max=wmax)
+
+
+def weight_scale_sym(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-row symmetric weight scale (official ``WeightQuantizer.find_params``, GPTQ's):
+    ``max(|min(w, 0)|, max(w, 0)).clamp(1e-5) / (2^(b-1) - 1)``, ``[out, 1]``."""
+    maxq = 2 ** (bits - 1) - 1
+    wmax = w.amax(-1, keepdim=True).clamp_min(0)
+    wmin = w.amin(-1, keepdim=True).clamp_max(0)
+    return torch.maximum(wmin.abs(), wmax).clamp_min(1e-5) / maxq
+
+
+def quantize_weight_sym(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row weight codes (int8) and scales of an (already clipped) weight."""
+    _check_bits(bits)
+    scale = weight_scale_sym(w, bits)
+    q = torch.clamp(torch.round(w / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return q.to(torch.int8), scale
+
+
+def fake_quantize_weight(w: torch.Tensor, bits: int, sym: bool = True) -> torch.Tensor:
+    """Weight quantize-dequantize per row (STE rounding, gradient through the scale), after clipping."""
+    if bits >= 16:
+        return w
+    _check_bits(bits)
+    if not sym:
+        return fake_quantize_asym(w, bits)
+    scale = weight_scale_sym(w, bits)
+    return torch.clamp(round_ste(w / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1) * scale
 
 
 def fake_quantize(x: torch.Tensor, bits: int, sym: bool, clip_max: torch.Tensor | float = 1.0,
@@ -287,7 +334,7 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, bits: int, sym: bool = True,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPTQ (Frantar et al. 2023): quantize ``w [out, in]`` column by column, compensating each column's error
     on the not yet quantized ones with the inverse Hessian ``H = 2 X^T X [in, in]``. Per-output-channel
-    grids are fixed up front (from the clipped row range, as RTN).
+    grids are fixed up front from the LWC-clipped rows, as RTN.
 
     Returns:
         ``(w_q, scale, zero)``: the dequantized weight (float64) and its per-row grid, ``[out, 1]`` each.
@@ -298,11 +345,12 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, bits: int, sym: bool = True,
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1
     w[:, dead] = 0
+    w = clip_rows(w, clip_max, clip_min)  # LWC clamps the weight before its grid is fixed (official order)
     if sym:
-        scale = sym_scale(w, bits, clip_max, clip_min)
+        scale = weight_scale_sym(w, bits)
         lo, hi, zero = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1, torch.zeros_like(scale)
     else:
-        scale, zero = asym_params(w, bits, clip_max, clip_min)
+        scale, zero = asym_params(w, bits)
         lo, hi = 0, 2**bits - 1
     h += percdamp * torch.diagonal(h).mean() * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)

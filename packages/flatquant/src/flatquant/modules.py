@@ -229,8 +229,10 @@ class ActQuantizer(nn.Module):
 
 
 class WeightQuantizer(nn.Module):
-    """Per-output-channel weight quantizer with learnable weight clipping (LWC, Sec. 3.3): each row's range is
-    ``[sigmoid(c_min) min, sigmoid(c_max) max]``, logits of shape ``[out, 1]``."""
+    """Per-output-channel weight quantizer with learnable weight clipping (LWC, Sec. 3.3; official
+    ``apply_wclip`` + ``WeightQuantizer``): :meth:`clip` clamps each row to ``[sigmoid(c_min) rowmin,
+    sigmoid(c_max) rowmax]`` (logits ``[out, 1]``); :meth:`forward` then quantizes the clipped weight on the
+    grid of its own range (``max(|min|, max) / 7`` for int4). The clip comes first, so the scale follows it."""
 
     def __init__(self, out_features: int, bits: int, sym: bool, lwc: bool = False, clip_init: float = 4.0):
         super().__init__()
@@ -246,11 +248,16 @@ class WeightQuantizer(nn.Module):
             return 1.0, 1.0
         return torch.sigmoid(self.clip_max), torch.sigmoid(self.clip_min)
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.bits >= 16:
+    def clip(self, w: torch.Tensor) -> torch.Tensor:
+        """LWC: the row-clamped weight (identity without LWC or for unquantized weights)."""
+        if self.bits >= 16 or self.clip_max is None:
             return w
         cmax, cmin = self.ratios()
-        return FQ.fake_quantize(w, self.bits, self.sym, cmax, cmin)
+        return FQ.clip_rows(w, cmax.to(w.dtype), cmin.to(w.dtype))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize an already clipped weight."""
+        return FQ.fake_quantize_weight(w, self.bits, self.sym)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, sym={self.sym}, lwc={self.clip_max is not None}"
@@ -345,11 +352,16 @@ class QuantLinear(nn.Module):
         self.fixed_weight: torch.Tensor | None = None  # a GPTQ result: used as is (already quantized)
         self.fixed_scale: torch.Tensor | None = None
 
-    def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``T(W)`` and the (possibly transformed) bias, before weight quantization."""
+    def effective_weight(self, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``T(W)`` and the (possibly transformed) bias, before weight quantization.
+
+        The official order: input-side transforms, then LWC (``clip=True``), then output-side transforms
+        (``v_proj``'s ``P_v``); the quantization grid is computed from the result."""
         w, b = self.weight, self.bias
         for t in self.w_in:
             w = t.transform_weight(w)
+        if clip:
+            w = self.quantizer.clip(w)
         for t in self.w_out:
             w, b = t.transform_out(w, b)
         return w, b
@@ -368,9 +380,6 @@ class QuantLinear(nn.Module):
         """Fold the transforms into the weight (in float64), quantize it, and store the integer codes."""
         w64, b = self._folded_weight64()
         bits = self.quantizer.bits
-        cmax, cmin = self.quantizer.ratios()
-        cmax = cmax.double() if torch.is_tensor(cmax) else cmax
-        cmin = cmin.double() if torch.is_tensor(cmin) else cmin
         del self.weight
         if bits >= 16:
             self.register_buffer("weight", w64.to(dtype))
@@ -383,7 +392,7 @@ class QuantLinear(nn.Module):
                 codes = torch.clamp(torch.round(self.fixed_weight.double() / scale), -(2 ** (bits - 1)),
                                     2 ** (bits - 1) - 1).to(torch.int8)
             else:
-                codes, scale = FQ.quantize_sym(w64, bits, cmax, cmin)
+                codes, scale = FQ.quantize_weight_sym(w64, bits)
             if bits == 4 and self.in_features % 2 == 0:
                 self.register_buffer("w_packed", FQ.pack_int4(codes))
             else:
@@ -415,6 +424,7 @@ class QuantLinear(nn.Module):
         w, b = self.weight.double(), None if self.bias is None else self.bias.double()
         for t in self.w_in:
             w = _double_call(t, "transform_weight", w)
+        w = self.quantizer.clip(w)  # LWC before the output-side transform (official reparameterize)
         for t in self.w_out:
             w, b = _double_call(t, "transform_out", w, b)
         return w, b

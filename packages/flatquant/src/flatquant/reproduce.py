@@ -139,6 +139,47 @@ def smollm2_ppl(quick: bool, out: Path) -> list[Claim]:
     ]
 
 
+# ----------------------------------------------------------------------------- the official code's setting
+
+# The official FlatQuant code (ruikangliu/FlatQuant @9d88ffc) run on this project's data (research notes,
+# ``shared/papers/flatquant.md`` (f)): SmolLM2-135M, W4A4KV4, 32 x 256 calibration tokens of the Lee background
+# corpus, perplexity over the whole Lee text (5,151 tokens) in 512-token windows, CPU fp32, one thread.
+OFFICIAL_SETTING = {"nsamples": 32, "seqlen": 256, "batch_size": 4, "eval_tokens": None}
+OFFICIAL_PPL = {"fp": 31.35, "rtn": 18732.0, 2: 106.4, 5: 78.0}
+OFFICIAL_SECONDS_PER_LAYER = {2: 8.6, 5: 23.0}  # one thread
+
+
+def run_official(epochs: int, out: Path, seed: int = 0, name: str | None = None, progress: bool = True,
+                 **config) -> dict[str, Any]:
+    """FlatQuant W4A4KV4 on the official code's setting at ``epochs`` epochs; one record ``<name>.json``.
+
+    ``config`` overrides :class:`FlatQuantConfig` fields (e.g. ``lwc=False`` for the ablation, ``nsamples``
+    for the package-default variants)."""
+    from papercommon.data import load_smollm2
+    from papercommon.records import write_record
+
+    import flatquant
+
+    cfg = FlatQuantConfig(nsamples=OFFICIAL_SETTING["nsamples"], seqlen=OFFICIAL_SETTING["seqlen"],
+                          batch_size=OFFICIAL_SETTING["batch_size"], epochs=epochs, seed=seed)
+    cfg = replace(cfg, **config)
+    torch.manual_seed(seed)
+    model, tok = load_smollm2()
+    cal, ev = smollm2_data(tok, cfg.nsamples, cfg.seqlen, OFFICIAL_SETTING["eval_tokens"])
+    report = flatquant.quantize_(model, cfg, cal, progress=progress)
+    t0 = time.perf_counter()
+    ppl = _ppl(model, ev)
+    layers = len(report.layers)
+    metrics = {"ppl": ppl, "official_code_ppl": OFFICIAL_PPL.get(epochs), "eval_tokens": len(ev),
+               "calibration_shape": list(cal.shape), "calibration_seconds": report.seconds,
+               "seconds_per_layer": report.seconds / max(layers, 1),
+               "official_seconds_per_layer": OFFICIAL_SECONDS_PER_LAYER.get(epochs),
+               "torch_threads": torch.get_num_threads(), "eval_seconds": time.perf_counter() - t0,
+               "mean_block_mse": report.mean_mse, "block_mse": [r["mse"] for r in report.layers]}
+    write_record(out, name or f"official-flatquant-{epochs}ep-seed{seed}", config=cfg, metrics=metrics)
+    return metrics
+
+
 # ----------------------------------------------------------------------------- MiniLM
 
 
