@@ -56,6 +56,20 @@ def num_byzantine(alpha: float, n_clients: int) -> int:
     return int(math.floor(alpha * n_clients + 1e-9))
 
 
+def check_alpha_match(sim_alpha: float, cfg: ListDecConfig, where: str = "run_listdec") -> None:
+    """The list must be sized for the simulated malicious fraction.
+
+    ``ListDecConfig.alpha`` sets k = floor(1/(1-alpha)); if it differs from the simulated ``SimConfig.alpha``
+    the survival guarantee is void (e.g. alpha 0.6 -> k = 2 against 80% malicious clients runs to chance
+    accuracy), so a mismatch raises. An explicit ``list_size`` is the user's choice of k and is accepted.
+    """
+    if cfg.list_size is None and abs(cfg.alpha - sim_alpha) > 1e-12:
+        raise ValueError(
+            f"{where}: ListDecConfig.alpha: expected the simulated SimConfig.alpha = {sim_alpha} (list size "
+            f"k = {list_size_for(sim_alpha)}), given {cfg.alpha} (k = {cfg.k}); set ListDecConfig(alpha={sim_alpha}) "
+            "or choose k explicitly with ListDecConfig(list_size=...)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListDecConfig(_Serializable):
     """LiD-FL (Algorithm 1) hyper-parameters.

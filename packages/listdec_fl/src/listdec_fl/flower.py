@@ -6,10 +6,17 @@ round structure:
 * ``configure_train``: pick a listed model uniformly at random and send it, with its momentum buffer, to
   ONE uniformly sampled node;
 * ``aggregate_train``: the node's reply (new weights and momentum) joins the list as the (k+1)-th model;
-* ``configure_evaluate``: send all k+1 candidates to every node;
-* ``aggregate_evaluate``: each node replies with its vote (``"vote"``, the index of its best candidate on
-  its local validation data; ``"losses"`` for logging); the least-voted candidate is removed (ties: the most
-  selected, then the oldest).
+* ``configure_evaluate``: every candidate has an id; the config lists the k+1 ``"candidate-ids"`` and the
+  message carries only the candidates a node has not scored yet (``"model-<id>"``): all k+1 in the first
+  round, afterwards only the new one. Listed models never change, so each node caches its validation loss
+  of every candidate (``context.state``) and scores just the newcomer;
+* ``aggregate_evaluate``: each node replies with its vote (``"vote"``, an index into ``"candidate-ids"``;
+  ``"losses"`` in the same order for logging); the least-voted candidate is removed (ties: the most
+  selected, then the oldest). A node that lost its cache replies an error naming the missing ids and is
+  sent everything again next round.
+
+Telemetry: importing this module sets ``FLWR_TELEMETRY_ENABLED=0`` unless it is already set, so nothing is
+posted to Flower's servers (flwr reads the variable when it is first imported).
 
 It runs unchanged in Flower's simulation engine (:func:`run_flower_simulation`) and in deployments
 (``flwr run``): the ClientApp only has to answer the two message types, see :func:`make_client_app`.
@@ -24,23 +31,41 @@ Example:
 
 from __future__ import annotations
 
-import logging
+import os
+
+# Flower posts usage events to its servers unless FLWR_TELEMETRY_ENABLED=0, read once when flwr is first
+# imported: keep it off unless the user opted in (set FLWR_TELEMETRY_ENABLED=1 before importing us).
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+import logging  # noqa: E402
 from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import Result, Strategy
-from torch import Tensor
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from flwr.app import (  # noqa: E402
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    Message,
+    MessageType,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.clientapp import ClientApp  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from flwr.serverapp.strategy import Result, Strategy  # noqa: E402
+from torch import Tensor  # noqa: E402
 
-from listdec_fl.config import AttackConfig, ListDecConfig, SimConfig, list_size_for
-from listdec_fl.data import FederatedData
-from listdec_fl.listdec import ModelList
-from listdec_fl.models import FlatModel
+from listdec_fl.config import AttackConfig, ListDecConfig, SimConfig, check_alpha_match, list_size_for  # noqa: E402
+from listdec_fl.data import FederatedData  # noqa: E402
+from listdec_fl.listdec import ModelList  # noqa: E402
+from listdec_fl.models import FlatModel  # noqa: E402
+
+CACHE_KEY = "listdec-loss-cache"  #: the ClientApp's per-node cache of candidate losses (``context.state``)
 
 log = logging.getLogger("flwr").log
 
@@ -68,16 +93,25 @@ class ListDecodable(Strategy):
     def __init__(self, *, alpha: float = 0.6, list_size: int | None = None, min_available_nodes: int = 2,
                  seed: int = 0, arrayrecord_key: str = "arrays", momentum_key: str = "momentum",
                  configrecord_key: str = "config") -> None:
+        if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not 0.0 <= alpha < 1.0:
+            raise ValueError(f"alpha (fraction of malicious nodes): expected 0 <= alpha < 1, given {alpha!r}")
         k = list_size if list_size is not None else list_size_for(alpha)
-        if not isinstance(k, int) or k < 1:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"list_size: expected an int >= 1, given {k!r}")
-        if min_available_nodes < 1:
-            raise ValueError(f"min_available_nodes: expected >= 1, given {min_available_nodes}")
+        if not isinstance(min_available_nodes, int) or min_available_nodes < 1:
+            raise ValueError(f"min_available_nodes: expected an int >= 1, given {min_available_nodes!r}")
         self.alpha, self.k = alpha, k
         self.min_available_nodes = min_available_nodes
         self.arrayrecord_key, self.momentum_key, self.configrecord_key = arrayrecord_key, momentum_key, configrecord_key
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self._reset()
+
+    def _reset(self) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.state: ModelList | None = None
+        self.ids: list[int] = []  # candidate id of each listed model, parallel to state.models
+        self._next_id = 0
+        self._sent: dict[int, set[int]] = {}  # node -> candidate ids it has scored (and cached)
         self._pending = False  # a candidate was appended and awaits the vote
         self.best_index: int | None = None
 
@@ -99,13 +133,14 @@ class ListDecodable(Strategy):
 
     def summary(self) -> None:
         log(INFO, "\t├──> LiD-FL: list size k = %d (alpha = %s)", self.k, self.alpha)
-        log(INFO, "\t└──> one node trains per round; every node votes")
+        log(INFO, "\t└──> one node trains per round; every node votes on the new candidate (losses cached)")
 
     # -- training -------------------------------------------------------------------------------------------
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         if self.state is None:
             self.state = ModelList.replicate(arrays, self.k, momentum=None)
+            self.ids, self._next_id = list(range(self.k)), self.k
         nodes = self._nodes(grid)
         i = self.state.choose(self.generator)
         node = nodes[int(torch.randint(0, len(nodes), (1,), generator=self.generator))]
@@ -116,7 +151,7 @@ class ListDecodable(Strategy):
         if self.state.momenta[i] is not None:
             content[self.momentum_key] = self.state.momenta[i]
         log(INFO, "configure_train: listed model %d -> node %d (of %d)", i, node, len(nodes))
-        return [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node)]
+        return [grid.create_message(content, MessageType.TRAIN, node, str(server_round))]
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -134,6 +169,8 @@ class ListDecodable(Strategy):
             return None, None
         mom = content.array_records.get(self.momentum_key)
         self.state.append(new, mom)
+        self.ids.append(self._next_id)
+        self._next_id += 1
         self._pending = True
         metrics = next(iter(content.metric_records.values()), None)
         return new, metrics
@@ -141,15 +178,20 @@ class ListDecodable(Strategy):
     # -- voting ----------------------------------------------------------------------------------------------
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
+        """One message per node: the k+1 candidate ids, and the arrays of those the node has not scored."""
         if not self._pending or self.state is None:
             return []
-        nodes = self._nodes(grid)
         cfg = ConfigRecord(dict(config))
         cfg["server-round"] = server_round
         cfg["num-models"] = len(self.state.models)
-        content = RecordDict({f"model-{j}": m for j, m in enumerate(self.state.models)})
-        content[self.configrecord_key] = cfg
-        return [Message(content=content, message_type=MessageType.EVALUATE, dst_node_id=nd) for nd in nodes]
+        cfg["candidate-ids"] = list(self.ids)
+        out = []
+        for nd in self._nodes(grid):
+            have = self._sent.get(nd, set())
+            content = RecordDict({f"model-{cid}": m for cid, m in zip(self.ids, self.state.models) if cid not in have})
+            content[self.configrecord_key] = cfg
+            out.append(grid.create_message(content, MessageType.EVALUATE, nd, str(server_round)))
+        return out
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         if not self._pending or self.state is None:
@@ -157,26 +199,32 @@ class ListDecodable(Strategy):
         m = len(self.state.models)
         votes, losses = [], []
         for msg in replies:
+            node = msg.metadata.src_node_id
             if msg.has_error():
+                self._sent.pop(node, None)  # e.g. a restarted node without its cache: resend everything
                 continue
+            self._sent[node] = set(self.ids)
             rec = next(iter(msg.content.metric_records.values()), None)
             v = rec.get("vote") if rec is not None else None
-            if not isinstance(v, int) or not 0 <= v < m:
-                log(WARNING, "aggregate_evaluate: node %d sent an invalid vote %r; discarded", msg.metadata.src_node_id, v)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < m:
+                log(WARNING, "aggregate_evaluate: node %d sent an invalid vote %r; discarded", node, v)
                 continue
-            votes.append(v)
+            votes.append(v)  # an index into candidate-ids, i.e. into state.models
             if "losses" in rec and len(rec["losses"]) == m:
                 losses.append(list(rec["losses"]))
         self._pending = False
         if not votes:  # nobody voted: drop the newest candidate so the list keeps k models
             log(WARNING, "aggregate_evaluate: no valid vote in round %d; the new candidate is dropped", server_round)
-            for lst in (self.state.models, self.state.momenta, self.state.selections):
+            for lst in (self.state.models, self.state.momenta, self.state.selections, self.ids):
                 lst.pop()
             return None
         counts = torch.bincount(torch.tensor(votes), minlength=m)
         rm = self.state.prune(torch.tensor(votes))
-        out = MetricRecord({"votes": counts.tolist(), "removed": rm, "new-kept": int(rm != m - 1),
-                            "num-voters": len(votes), "list-size": len(self.state.models)})
+        removed_id = self.ids.pop(rm)
+        for have in self._sent.values():
+            have.discard(removed_id)
+        out = MetricRecord({"votes": counts.tolist(), "removed": rm, "removed-id": removed_id,
+                            "new-kept": int(rm != m - 1), "num-voters": len(votes), "list-size": len(self.state.models)})
         if losses:
             out["min-mean-loss"] = float(torch.tensor(losses).mean(0).min())
         return out
@@ -193,7 +241,7 @@ class ListDecodable(Strategy):
         (first key containing "acc", else the first key) or, without ``evaluate_fn``, listed model 0;
         :attr:`models` holds the whole list.
         """
-        self.state, self._pending, self.best_index = None, False, None
+        self._reset()
         wrapped = None
         if evaluate_fn is not None:
             def wrapped(rnd: int, arrays: ArrayRecord) -> MetricRecord | None:
@@ -246,7 +294,7 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
     model on their data (as the official code does) and sending the attacked update.
     """
     from listdec_fl.functional import byzantine_update, cast_votes
-    from listdec_fl.simulator import UPDATE_ATTACKS, _alie_z, _train_clients
+    from listdec_fl.simulator import UPDATE_ATTACKS, attack_z, train_clients
 
     cfg = cfg or ListDecConfig()
     attack = attack or AttackConfig(name="none")
@@ -258,7 +306,7 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
     n_b = int(byz.sum())
     honest = (~byz).nonzero().squeeze(1)
     sim_stub = SimConfig(n_clients=data.n_clients, alpha=n_b / data.n_clients, attack=attack, rounds=1)
-    z = _alie_z(sim_stub) if attack.name == "alie" else 0.0
+    z = attack_z(sim_stub) if attack.name == "alie" else 0.0
     app = ClientApp()
 
     def _pid(context: Context) -> int:
@@ -277,14 +325,14 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
         is_b, atk = bool(byz[p]), attack.name
         kw = dict(steps=cfg.local_steps, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, generator=gen)
         if is_b and atk in UPDATE_ATTACKS:
-            th_h, _, loss = _train_clients(model, data, honest, theta.expand(len(honest), -1),
+            th_h, _, loss = train_clients(model, data, honest, theta.expand(len(honest), -1),
                                            vel.expand(len(honest), -1), **kw)
             new = theta + byzantine_update(atk, th_h - theta, n_b, data.n_clients, ipm_epsilon=attack.ipm_epsilon,
                                            alie_z=z)
             new_v, loss = vel, loss.mean()
         else:
             one = torch.tensor([is_b])
-            th1, v1, loss = _train_clients(model, data, torch.tensor([p]), theta[None], vel[None],
+            th1, v1, loss = train_clients(model, data, torch.tensor([p]), theta[None], vel[None],
                                            flip=one & (atk == "labelflip"), signflip=one & (atk == "signflip"),
                                            gauss=one & (atk == "gauss"), **kw)
             new, new_v, loss = th1[0], v1[0], loss[0]
@@ -296,14 +344,27 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         p = _pid(context)
-        m = int(msg.content["config"]["num-models"])
+        conf = msg.content["config"]
+        ids = [int(c) for c in conf["candidate-ids"]]
+        cache = context.state.metric_records.get(CACHE_KEY, MetricRecord())
         _, _, vx, vy = data.client(p)
-        losses = []
+        losses, missing = [], []
         with torch.no_grad():
-            for j in range(m):
-                theta = _flat_from_record(model, msg.content[f"model-{j}"])
-                losses.append(float(F.cross_entropy(model.logits_shared(theta[None], vx)[0], vy)))
-        gen = torch.Generator().manual_seed(hash((p, int(msg.content["config"].get("server-round", 0)), 1)) % 2**31)
+            for cid in ids:
+                key = f"model-{cid}"
+                if key in msg.content.array_records:
+                    theta = _flat_from_record(model, msg.content.array_records[key])
+                    cache[str(cid)] = float(F.cross_entropy(model.logits_shared(theta[None], vx)[0], vy))
+                if str(cid) not in cache:
+                    missing.append(cid)
+                    continue
+                losses.append(float(cache[str(cid)]))
+        if missing:
+            context.state[CACHE_KEY] = MetricRecord()
+            return Message(Error(code=0, reason=f"evaluate: candidates {missing} were neither sent nor cached"),
+                           reply_to=msg)
+        context.state[CACHE_KEY] = MetricRecord({str(c): cache[str(c)] for c in ids})  # drop removed ones
+        gen = torch.Generator().manual_seed(hash((p, int(conf.get("server-round", 0)), 1)) % 2**31)
         vote = int(cast_votes(torch.tensor([losses]), byz[p:p + 1], cfg.byzantine_vote, gen)[0])
         rec = MetricRecord({"losses": losses, "vote": vote, "num-examples": int(vx.shape[0])})
         return Message(content=RecordDict({"metrics": rec}), reply_to=msg)
@@ -324,30 +385,26 @@ def make_evaluate_fn(data: FederatedData, model: FlatModel) -> Callable[[int, Ar
     return evaluate_fn
 
 
-class LocalGrid(Grid):
-    """An in-process ``Grid``: messages go straight to a ``ClientApp`` per virtual node, no Ray, no network.
+class InProcessGrid(Grid):
+    """An in-process ``Grid`` built from Flower's public API: messages go straight to a ``ClientApp`` per
+    virtual node, no Ray, no network.
 
-    For tests and debugging of strategies: ``strategy.start(grid=LocalGrid(client_app, n), ...)`` runs the
-    same strategy code as Flower's simulation engine and deployments. Node ``i`` gets
-    ``node_config = {"partition-id": i, "num-partitions": n}`` like the simulation engine.
+    For tests and debugging of strategies: ``strategy.start(grid=InProcessGrid(client_app, n), ...)`` runs the
+    same strategy code as Flower's simulation engine and deployments (strategies must build their messages
+    with ``grid.create_message``, as :class:`ListDecodable` does). Node ``i`` gets ``node_config =
+    {"partition-id": i, "num-partitions": n}`` and a ``state`` that persists across rounds, like the
+    simulation engine. A ClientApp exception becomes an error reply, as in Flower's runtimes.
     """
 
     def __init__(self, client_app: ClientApp, num_nodes: int, seed: int = 0) -> None:
-        from flwr.app import RecordDict as _RD
-
-        if num_nodes < 1:
-            raise ValueError(f"num_nodes: expected >= 1, given {num_nodes}")
-        from flwr.supercore.task_identity import TaskIdentity
-
-        # Messages stamp the sender's identity; Flower's runtimes set it, so do we when nobody has.
-        if TaskIdentity._run_id is None:
-            TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 0, 1, 1
+        if not isinstance(num_nodes, int) or num_nodes < 1:
+            raise ValueError(f"num_nodes: expected an int >= 1, given {num_nodes!r}")
         g = torch.Generator().manual_seed(seed)
         ids = torch.randperm(10_000_000, generator=g)[:num_nodes].add(2).tolist()  # 1 is the server
         self.client_app = client_app
         self.contexts = {nid: Context(run_id=0, node_id=nid, node_config={"partition-id": i, "num-partitions": num_nodes},
-                                      state=_RD(), run_config={}) for i, nid in enumerate(ids)}
-        self._run = None
+                                      state=RecordDict(), run_config={}) for i, nid in enumerate(ids)}
+        self._run: Any = None
         self._counter = 0
 
     def set_run(self, run: Any) -> None:
@@ -359,27 +416,31 @@ class LocalGrid(Grid):
 
     def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
                        ttl: float | None = None) -> Message:
-        return Message(content=content, message_type=message_type, dst_node_id=dst_node_id, group_id=group_id)
+        import time
+
+        from flwr.app import DEFAULT_TTL
+
+        self._counter += 1
+        meta = Metadata(run_id=0, message_id=f"in-process-{self._counter}", src_node_id=1, dst_node_id=dst_node_id,
+                        reply_to_message_id="", group_id=group_id, created_at=time.time(),
+                        ttl=DEFAULT_TTL if ttl is None else ttl, message_type=message_type)
+        return Message(content, metadata=meta)
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError("LocalGrid delivers synchronously; use send_and_receive")
+        raise NotImplementedError("InProcessGrid delivers synchronously; use send_and_receive")
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError("LocalGrid delivers synchronously; use send_and_receive")
+        raise NotImplementedError("InProcessGrid delivers synchronously; use send_and_receive")
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        from flwr.app import Error
-
         replies = []
         for msg in messages:
             nid = msg.metadata.dst_node_id
             if nid not in self.contexts:
-                raise ValueError(f"LocalGrid: unknown destination node {nid}")
-            self._counter += 1
-            msg.metadata.__dict__["_message_id"] = f"local-{self._counter}"
+                raise ValueError(f"InProcessGrid: unknown destination node {nid}; expected one of get_node_ids()")
             try:
                 reply = self.client_app(msg, self.contexts[nid])
             except Exception as e:  # noqa: BLE001 - delivered as an error reply, as the real engines do
@@ -427,10 +488,11 @@ def run_flower_simulation(sim: SimConfig, cfg: ListDecConfig, *, data: Federated
     """
     from flwr.simulation import run_simulation
 
-    from listdec_fl.simulator import _data_for, _model_for, byzantine_mask
+    from listdec_fl.simulator import data_for, model_for, byzantine_mask
 
-    data = _data_for(sim, cfg.valid_fraction, data)
-    model = _model_for(sim, data)
+    check_alpha_match(sim.alpha, cfg, "run_flower_simulation")
+    data = data_for(sim, cfg.valid_fraction, data)
+    model = model_for(sim, data)
     byz = byzantine_mask(sim.n_clients, sim.n_byzantine, sim.seed) if sim.attack.name != "none" else \
         torch.zeros(sim.n_clients, dtype=torch.bool)
     client_app = make_client_app(data, model, byzantine=byz.nonzero().squeeze(1).tolist(), attack=sim.attack, cfg=cfg)

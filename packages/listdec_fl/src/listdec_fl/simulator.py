@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from listdec_fl import aggregators as agg
-from listdec_fl.config import BaselineConfig, ListDecConfig, SimConfig
+from listdec_fl.config import BaselineConfig, ListDecConfig, SimConfig, check_alpha_match
 from listdec_fl.data import FederatedData, load_federated
 from listdec_fl.functional import alie_z as alie_z_formula
 from listdec_fl.functional import byzantine_update, cast_votes, gauss_gradient, local_sgd, sample_batches
@@ -82,7 +82,8 @@ def byzantine_mask(n_clients: int, n_byzantine: int, seed: int) -> Tensor:
     return mask
 
 
-def _data_for(sim: SimConfig, valid_fraction: float, data: FederatedData | None) -> FederatedData:
+def data_for(sim: SimConfig, valid_fraction: float, data: FederatedData | None = None) -> FederatedData:
+    """``data`` checked against ``sim`` (same number of clients), or ``sim``'s dataset loaded and split."""
     if data is None:
         return load_federated(sim.dataset, sim.n_clients, partition=sim.partition,
                               dirichlet_alpha=sim.dirichlet_alpha, valid_fraction=valid_fraction,
@@ -92,7 +93,8 @@ def _data_for(sim: SimConfig, valid_fraction: float, data: FederatedData | None)
     return data
 
 
-def _model_for(sim: SimConfig, data: FederatedData) -> FlatModel:
+def model_for(sim: SimConfig, data: FederatedData) -> FlatModel:
+    """The flat model ``sim.model`` for ``data``'s input shape and classes."""
     return build_model(sim.model, data.in_shape, data.n_classes)
 
 
@@ -113,7 +115,7 @@ def client_valid_losses(model: FlatModel, params: Tensor, data: FederatedData) -
     return (sums / data.valid_counts.to(ce.dtype)).T.nan_to_num(nan=9999.0, posinf=9999.0)
 
 
-def _train_clients(model: FlatModel, data: FederatedData, clients: Tensor, params: Tensor, velocity: Tensor, *,
+def train_clients(model: FlatModel, data: FederatedData, clients: Tensor, params: Tensor, velocity: Tensor, *,
                    steps: int, batch_size: int, lr: float, momentum: float,
                    generator: torch.Generator | Sequence[torch.Generator],
                    flip: Tensor | None = None, signflip: Tensor | None = None, gauss: Tensor | None = None,
@@ -128,7 +130,7 @@ def _train_clients(model: FlatModel, data: FederatedData, clients: Tensor, param
     dev = params.device
     if idx is None:
         if not isinstance(generator, torch.Generator):
-            raise ValueError("_train_clients: pass idx when giving one generator per row")
+            raise ValueError("train_clients: pass idx when giving one generator per row")
         idx = sample_batches(data.train_counts[clients.cpu()].cpu(), steps, batch_size, generator)
     idx = idx.to(dev)
     C = data.n_classes
@@ -181,7 +183,8 @@ _SHARED_SIM = ("dataset", "n_clients", "partition", "dirichlet_alpha", "seed", "
 _SHARED_LOCAL = ("local_steps", "batch_size", "lr", "momentum")
 
 
-def _alie_z(sim: SimConfig) -> float:
+def attack_z(sim: SimConfig) -> float:
+    """ALIE's z for ``sim`` (0 for other attacks): the configured value or Baruch et al.'s formula."""
     if sim.attack.name != "alie":
         return 0.0
     return sim.attack.alie_z if sim.attack.alie_z is not None else alie_z_formula(sim.n_clients, sim.n_byzantine)
@@ -221,10 +224,12 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
     if not runs:
         raise ValueError("runs: expected at least one (SimConfig, ListDecConfig) pair, given none")
     _check_shared(runs, _SHARED_SIM, _SHARED_LOCAL + ("valid_fraction",), "run_listdec_many")
+    for sim, cfg in runs:
+        check_alpha_match(sim.alpha, cfg, "run_listdec")
     t0 = time.perf_counter()
     s0, c0 = runs[0]
-    data = _data_for(s0, c0.valid_fraction, data).to(device)
-    model = _model_for(s0, data)
+    data = data_for(s0, c0.valid_fraction, data).to(device)
+    model = model_for(s0, data)
     n, G = s0.n_clients, len(runs)
     theta0 = model.init(1, torch.Generator().manual_seed(s0.seed))[0].to(device)
     L0 = client_valid_losses(model, theta0[None], data).cpu()  # (n, 1)
@@ -236,7 +241,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
         st.append({
             "byz": byz, "honest": (~byz).nonzero().squeeze(1), "gen": torch.Generator().manual_seed(sim.seed),
             "ml": ModelList.replicate(theta0, k, momentum=torch.zeros_like(theta0)), "clean": [True] * k,
-            "L": L0.expand(n, k).clone(), "z": _alie_z(sim), "kept": [],
+            "L": L0.expand(n, k).clone(), "z": attack_z(sim), "kept": [],
             "res": RunResult("lidfl", {"sim": sim.to_dict(), "listdec": cfg.to_dict(), "k": k,
                                        "n_byzantine": sim.n_byzantine}),
             "voted": [], "lists": [], "cleanfrac": [],
@@ -265,7 +270,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
             sf.append(torch.full((m,), own and atk == "signflip"))
             ga.append(torch.full((m,), own and atk == "gauss"))
         clients = torch.cat(rows_c)
-        th_all, v_all, _ = _train_clients(
+        th_all, v_all, _ = train_clients(
             model, data, clients, torch.cat(rows_th), torch.cat(rows_v), steps=c0.local_steps,
             batch_size=c0.batch_size, lr=c0.lr, momentum=c0.momentum, generator=rows_gen,
             flip=torch.cat(fl), signflip=torch.cat(sf), gauss=torch.cat(ga), idx=torch.cat(idxs, dim=1))
@@ -343,8 +348,8 @@ def run_baselines(runs: Sequence[tuple[SimConfig, BaselineConfig]], data: Federa
     _check_shared(runs, _SHARED_SIM, _SHARED_LOCAL, "run_baselines")
     s0, b0 = runs[0]
     t0 = time.perf_counter()
-    data = _data_for(s0, 0.2, data).to(device)
-    model = _model_for(s0, data)
+    data = data_for(s0, 0.2, data).to(device)
+    model = model_for(s0, data)
     n, G, d = s0.n_clients, len(runs), model.dim
     g = torch.Generator().manual_seed(s0.seed)
     theta = model.init(1, torch.Generator().manual_seed(s0.seed)).expand(G, -1).clone().to(device)  # (G, d)
@@ -360,7 +365,7 @@ def run_baselines(runs: Sequence[tuple[SimConfig, BaselineConfig]], data: Federa
     groups: dict[str, list[int]] = {}
     for r, (_, bc) in enumerate(runs):
         groups.setdefault(bc.aggregator, []).append(r)
-    zs = [_alie_z(s) for s, _ in runs]
+    zs = [attack_z(s) for s, _ in runs]
 
     results = [RunResult(bc.aggregator, {"sim": s.to_dict(), "baseline": bc.to_dict(), "n_byzantine": s.n_byzantine})
                for s, bc in runs]
@@ -371,7 +376,7 @@ def run_baselines(runs: Sequence[tuple[SimConfig, BaselineConfig]], data: Federa
     for t in tqdm(range(1, s0.rounds + 1), disable=not progress, desc=f"baselines x{G}"):
         idx_c = sample_batches(data.train_counts.cpu(), b0.local_steps, b0.batch_size, g)  # (steps, n, B), shared
         start = theta.repeat_interleave(n, dim=0)  # (G*n, d)
-        th1, _, _ = _train_clients(model, data, clients, start, zeros_v, steps=b0.local_steps,
+        th1, _, _ = train_clients(model, data, clients, start, zeros_v, steps=b0.local_steps,
                                    batch_size=b0.batch_size, lr=b0.lr, momentum=b0.momentum, generator=g,
                                    flip=flip, signflip=sflip, gauss=gauss, idx=idx_c.repeat(1, G, 1))
         upd = (th1 - start).view(G, n, d)
