@@ -129,3 +129,12 @@ def test_internal_dependencies_have_names_of_their_own():
             if _normalise(line.split("\t", 1)[0]) in shared_names:
                 taken.add(line.split("\t", 1)[0])
     assert not taken, f"internal dependency name(s) taken in the registry list: {sorted(taken)}"
+
+
+def test_benchmark_runner_lists_every_benchmark():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--list"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert {"cpu", "compress", "attention", "optimizers", "quant"} <= set(out)
