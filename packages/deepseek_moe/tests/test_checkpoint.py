@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from deepseek_moe import DeepSeekV3, DeepSeekV3Config
+from deepseek_moe import DeepSeekV3, DeepSeekV3Config, load_pretrained, save_pretrained
 from deepseek_moe.checkpoint import read_safetensors
 
 
@@ -26,7 +26,7 @@ def test_logits_equal_transformers(tmp_path, kw):
     hf = _hf_model(cfg)
     hf.save_pretrained(tmp_path)
     with pytest.warns(UserWarning, match="MTP"):
-        ours = DeepSeekV3.from_pretrained(tmp_path)
+        ours = load_pretrained(tmp_path)
     assert ours.cfg.yarn_active == cfg.yarn_active
     x = torch.randint(0, cfg.vocab_size, (2, 64))
     with torch.no_grad():
@@ -38,13 +38,13 @@ def test_save_load_round_trip_with_mtp(tmp_path, tiny_model):
     with torch.no_grad():
         for g in tiny_model.gates():
             g.e_score_correction_bias.uniform_(-0.01, 0.01)
-    tiny_model.save_pretrained(tmp_path)
+    save_pretrained(tiny_model, tmp_path)
     keys = set(read_safetensors(tmp_path))
     assert "model.layers.1.mlp.experts.7.down_proj.weight" in keys
     assert "model.layers.1.mlp.gate.e_score_correction_bias" in keys
     assert "model.layers.2.eh_proj.weight" in keys and "model.layers.2.shared_head.norm.weight" in keys
     assert "model.layers.2.shared_head.head.weight" in keys and "model.layers.2.embed_tokens.weight" in keys
-    back = DeepSeekV3.from_pretrained(tmp_path)
+    back = load_pretrained(tmp_path)
     assert back.cfg.n_mtp == 1
     for (n, p), (_, q) in zip(tiny_model.state_dict().items(), back.state_dict().items(), strict=True):
         assert torch.equal(p, q), n
@@ -55,7 +55,7 @@ def test_save_load_round_trip_with_mtp(tmp_path, tiny_model):
 def test_transformers_loads_our_checkpoint(tmp_path, tiny_model):
     from transformers import DeepseekV3ForCausalLM
 
-    tiny_model.save_pretrained(tmp_path)
+    save_pretrained(tiny_model, tmp_path)
     hf = DeepseekV3ForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
     x = torch.randint(0, 128, (1, 20))
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_fp8_checkpoint_dequantized_on_load(tmp_path):
     assert w.dtype == torch.float8_e4m3fn
     assert sd["model.layers.0.self_attn.q_b_proj.weight_scale_inv"].shape == (8 * 24 // 128 + 1, 1)
     assert json.loads((tmp_path / "config.json").read_text())["quantization_config"]["weight_block_size"] == [128, 128]
-    back = DeepSeekV3.from_pretrained(tmp_path)
+    back = load_pretrained(tmp_path)
     a = m.layers[0].self_attn.q_b_proj.weight
     b = back.layers[0].self_attn.q_b_proj.weight
     assert ((a - b).abs() / a.abs().amax()).max() < 2 ** -4  # e4m3: 3 mantissa bits
@@ -88,24 +88,24 @@ def test_fp8_checkpoint_dequantized_on_load(tmp_path):
 def test_missing_and_unexpected_tensors_raise(tmp_path, tiny_model):
     from safetensors.torch import save_file
 
-    tiny_model.save_pretrained(tmp_path)
+    save_pretrained(tiny_model, tmp_path)
     sd = read_safetensors(tmp_path)
     sd.pop("model.layers.0.self_attn.o_proj.weight")
     sd["model.layers.0.self_attn.bogus.weight"] = torch.zeros(1)
     save_file(sd, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"missing 1 tensor.*o_proj.*unexpected 1 tensor.*bogus"):
-        DeepSeekV3.from_pretrained(tmp_path)
+        load_pretrained(tmp_path)
     sd = read_safetensors(tmp_path)
     sd.pop("model.layers.1.mlp.experts.3.up_proj.weight")
     save_file(sd, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"experts.3.up_proj"):
-        DeepSeekV3.from_pretrained(tmp_path)
+        load_pretrained(tmp_path)
 
 
 def test_sharded_save(tmp_path, tiny_model):
-    tiny_model.save_pretrained(tmp_path, max_shard_bytes=100_000)
+    save_pretrained(tiny_model, tmp_path, max_shard_bytes=100_000)
     assert (tmp_path / "model.safetensors.index.json").exists()
-    back = DeepSeekV3.from_pretrained(tmp_path)
+    back = load_pretrained(tmp_path)
     x = torch.randint(0, 128, (1, 8))
     torch.testing.assert_close(back(x).logits, tiny_model(x).logits)
 
@@ -114,4 +114,4 @@ def test_load_mtp_true_requires_tensors(tmp_path):
     cfg = DeepSeekV3Config.preset("tiny")
     _hf_model(cfg).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="load_mtp=True"):
-        DeepSeekV3.from_pretrained(tmp_path, load_mtp=True)
+        load_pretrained(tmp_path, load_mtp=True)

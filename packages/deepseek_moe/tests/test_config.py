@@ -71,5 +71,5 @@ def test_inconsistent_configs_raise_naming_the_field(kw, field):
 def test_unknown_preset_and_fields():
     with pytest.raises(ValueError, match="expected one of"):
         DeepSeekV3Config.preset("7b")
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match="unknown key"):
         DeepSeekV3Config.from_dict({"dim": 64, "hidden": 3})

@@ -9,7 +9,9 @@ Example:
     torch.Size([1, 8, 128])
 """
 
+from deepseek_moe.checkpoint import load_pretrained, save_pretrained
 from deepseek_moe.config import DeepSeekV3Config
+from deepseek_moe.fp8 import FP8Experts, FP8Linear, quantize_model_fp8
 from deepseek_moe.modules import (
     MLA,
     MLP,
@@ -25,5 +27,5 @@ from deepseek_moe.modules import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["DeepSeekV3Config", "DeepSeekV3", "DeepSeekV3Output", "MLA", "MLP", "Block", "Experts", "Gate", "KVCache",
+__all__ = ["load_pretrained", "save_pretrained", "quantize_model_fp8", "FP8Linear", "FP8Experts", "DeepSeekV3Config", "DeepSeekV3", "DeepSeekV3Output", "MLA", "MLP", "Block", "Experts", "Gate", "KVCache",
            "MoE", "MTPModule", "RMSNorm"]

@@ -11,9 +11,10 @@ Paper: DeepSeek-V3 Technical Report (arXiv 2412.19437), Sec. 2 (architecture), S
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from papercommon.config import Config
 
 SCORE_FUNCS = ("softmax", "sigmoid")
 DTYPES = ("bf16", "fp8")
@@ -22,7 +23,7 @@ ATTN_IMPLS = ("naive", "absorb")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeepSeekV3Config:
+class DeepSeekV3Config(Config):
     """Configuration of a DeepSeek-V3-style model (MLA + DeepSeekMoE + MTP).
 
     The defaults are the paper's 671B model (Sec. 4.2, "Model Hyper-Parameters"); use :meth:`preset` for
@@ -82,6 +83,9 @@ class DeepSeekV3Config:
     def __post_init__(self) -> None:
         if self.q_lora_rank == 0:
             object.__setattr__(self, "q_lora_rank", None)
+        super().__post_init__()
+
+    def validate(self) -> None:
         positive = ["max_batch_size", "max_seq_len", "vocab_size", "dim", "inter_dim", "moe_inter_dim",
                     "n_layers", "n_heads", "n_routed_experts", "n_activated_experts", "n_expert_groups",
                     "n_limited_groups", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
@@ -183,23 +187,6 @@ class DeepSeekV3Config:
         if impl == "naive":
             return self.n_heads * (self.qk_head_dim + self.v_head_dim)
         raise ValueError(f"impl: expected one of {ATTN_IMPLS}, got {impl!r}")
-
-    def replace(self, **changes: Any) -> DeepSeekV3Config:
-        return dataclasses.replace(self, **changes)
-
-    # --- serialisation ------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DeepSeekV3Config:
-        """Build from a dict of our (= official ``ModelArgs``) field names; unknown keys raise."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"DeepSeekV3Config.from_dict: unknown field(s) {unknown}; expected a subset of "
-                             f"{sorted(names)}")
-        return cls(**d)
 
     # --- presets ------------------------------------------------------------------------------------
     @classmethod

@@ -156,16 +156,88 @@ class FP8Linear(nn.Module):
         return f"{self.in_features}, {self.out_features}, block={self.block}, gemm_impl={self.gemm_impl}"
 
 
+class FP8Experts(nn.Module):
+    """Routed experts stored in e4m3 with one fp32 scale per 128x128 block of each expert's matrices.
+
+    The layout is the published checkpoint's, stacked over experts: ``gate_proj`` / ``up_proj`` [E, I, D],
+    ``down_proj`` [E, D, I] (e4m3) and ``*_scale_inv`` [E, ceil(rows/128), ceil(cols/128)] (fp32). The forward
+    sorts the (token, expert) pairs by expert as :class:`~deepseek_moe.modules.moe.Experts` does, and
+    dequantizes only the experts that received tokens, one at a time (at most one expert's weights in the
+    compute dtype exist at once). Inference only.
+    """
+
+    def __init__(self, n_experts: int, dim: int, inter_dim: int, *, block: int = 128, scale_fmt: str | None = None,
+                 device=None):
+        super().__init__()
+        self.block, self.scale_fmt = block, scale_fmt
+        self.n_experts, self.dim, self.inter_dim = n_experts, dim, inter_dim
+        for name, (rows, cols) in (("gate_proj", (inter_dim, dim)), ("up_proj", (inter_dim, dim)),
+                                   ("down_proj", (dim, inter_dim))):
+            self.register_buffer(name, torch.zeros(n_experts, rows, cols, dtype=torch.float8_e4m3fn, device=device))
+            self.register_buffer(name + "_scale_inv", torch.ones(n_experts, -(-rows // block), -(-cols // block),
+                                                                 device=device))
+
+    @classmethod
+    def from_experts(cls, experts: nn.Module, *, block: int = 128, scale_fmt: str | None = None) -> FP8Experts:
+        """Quantize an :class:`~deepseek_moe.modules.moe.Experts` (``gate_up_proj`` [E, 2I, D], ``down_proj``)."""
+        gu, down = experts.gate_up_proj.detach(), experts.down_proj.detach()
+        E, two_i, D = gu.shape
+        m = cls(E, D, two_i // 2, block=block, scale_fmt=scale_fmt, device=gu.device)
+        for e in range(E):
+            g, u = gu[e].chunk(2)
+            for name, w in (("gate_proj", g), ("up_proj", u), ("down_proj", down[e])):
+                q, s = weight_quant(w, block, scale_fmt)
+                getattr(m, name)[e] = q
+                getattr(m, name + "_scale_inv")[e] = s
+        return m
+
+    def expert_weight(self, name: str, e: int, dtype: torch.dtype) -> Tensor:
+        """Expert ``e``'s ``name`` matrix dequantized into ``dtype``."""
+        return weight_dequant(getattr(self, name)[e], getattr(self, name + "_scale_inv")[e], self.block, dtype)
+
+    def forward(self, x: Tensor, weights: Tensor, idx: Tensor) -> Tensor:
+        N, K = idx.shape
+        flat = idx.reshape(-1)
+        order = flat.argsort(stable=True)
+        counts = torch.bincount(flat, minlength=self.n_experts).tolist()
+        xs = x[order // K]
+        h = xs.new_empty(N * K, self.dim)
+        start = 0
+        for e, n in enumerate(counts):
+            if not n:
+                continue
+            seg = slice(start, start + n)
+            g = F.linear(xs[seg], self.expert_weight("gate_proj", e, x.dtype))
+            u = F.linear(xs[seg], self.expert_weight("up_proj", e, x.dtype))
+            h[seg] = F.linear(F.silu(g) * u, self.expert_weight("down_proj", e, x.dtype))
+            start += n
+        h = h[order.argsort()].view(N, K, -1)
+        return torch.bmm(weights.to(h.dtype)[:, None, :], h).squeeze(1)
+
+    def extra_repr(self) -> str:
+        return f"experts={self.n_experts}, dim={self.dim}, inter_dim={self.inter_dim}, block={self.block}"
+
+
 def quantize_model_fp8(model: nn.Module, *, block: int = 128, scale_fmt: str | None = None,
-                       gemm_impl: str = "fp8") -> nn.Module:
+                       gemm_impl: str = "fp8", experts: bool = True) -> nn.Module:
     """Replace the Transformer's linear layers by :class:`FP8Linear` in place (the V3 FP8 set: attention
     projections, dense/shared FFNs and MTP ``eh_proj``; embedding, output head, gate and norms stay high
-    precision as in Sec. 3.3.1). Routed experts (stacked 3-D weights) are left in high precision.
+    precision as in Sec. 3.3.1), and, with ``experts=True``, the routed experts by :class:`FP8Experts`
+    (they hold most of V3's weights).
     """
+    from deepseek_moe.modules.moe import Experts
+
     for name, mod in list(model.named_modules()):
         for cname, child in list(mod.named_children()):
             full = f"{name}.{cname}" if name else cname
             if isinstance(child, nn.Linear) and full != "lm_head" and child.bias is None:
                 setattr(mod, cname, FP8Linear.from_linear(child, block=block, scale_fmt=scale_fmt,
                                                           gemm_impl=gemm_impl))
+            elif experts and isinstance(child, Experts):
+                setattr(mod, cname, FP8Experts.from_experts(child, block=block, scale_fmt=scale_fmt))
     return model
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes held by a module's parameters and buffers (FP8 weights count one byte per value)."""
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])

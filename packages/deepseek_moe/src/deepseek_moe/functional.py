@@ -127,6 +127,46 @@ def mla_absorbed(q_nope: Tensor, q_pe: Tensor, kv_latent: Tensor, k_pe: Tensor, 
     return torch.einsum("bshc,hdc->bshd", o_lat, w[:, dn:])
 
 
+def mla_absorbed_chunked(q_nope: Tensor, q_pe: Tensor, kv_latent: Tensor, k_pe: Tensor, wkv_b: Tensor,
+                         scale: float, start: int, *, max_score_elems: int = 2**24) -> Tensor:
+    """:func:`mla_absorbed` for queries at positions ``start, start+1, ...`` (causal), without [B, S, H, T] scores.
+
+    In the absorbed form every head attends over the same keys ``[c^KV; k^R]`` (multi-query attention in the
+    latent space), so the heads are folded into the query axis and one ``F.scaled_dot_product_attention``
+    call runs per query chunk, with the keys doubling as values (the first C output channels are the latent
+    output). The chunk holds at most ``max_score_elems`` scores (B x chunk x H x visible keys), so prefill
+    memory stays bounded at any context length.
+
+    Args:
+        q_nope: [B, S, H, dn]; q_pe: [B, S, H, R] (RoPE applied); kv_latent: [B, T, C]; k_pe: [B, T, R] with
+        T = start + S; wkv_b: [H * (dn + dv), C]; start: absolute position of the first query.
+    """
+    B, S, H, dn = q_nope.shape
+    T, C = kv_latent.shape[1], kv_latent.shape[-1]
+    if T != start + S:
+        raise ValueError(f"mla_absorbed_chunked: expected T = start + S = {start + S} keys, got {T}")
+    w = wkv_b.view(H, -1, C)  # (H, dn+dv, C)
+    dv = w.shape[1] - dn
+    k = torch.cat([kv_latent, k_pe], dim=-1)[:, None]  # (B, 1, T, C+R): shared by every head
+    out = q_nope.new_empty(B, S, H, dv)
+    chunk = max(1, max_score_elems // (B * H * T))
+    keys = torch.arange(T, device=q_nope.device)
+    for s0 in range(0, S, chunk):
+        s1 = min(S, s0 + chunk)
+        te = start + s1  # keys visible to the last query of the chunk
+        q_lat = torch.einsum("bshd,hdc->bshc", q_nope[:, s0:s1], w[:, :dn])
+        q = torch.cat([q_lat, q_pe[:, s0:s1]], dim=-1).reshape(B, 1, (s1 - s0) * H, -1)
+        mask = None
+        if s1 - s0 > 1:
+            pos = start + torch.arange(s0, s1, device=q.device)
+            mask = (keys[None, :te] <= pos[:, None]).repeat_interleave(H, dim=0)  # (chunk*H, te)
+        kk = k[:, :, :te]
+        o = F.scaled_dot_product_attention(q, kk, kk, attn_mask=mask, scale=scale)  # (B, 1, chunk*H, C+R)
+        o_lat = o[..., :C].reshape(B, s1 - s0, H, C)
+        out[:, s0:s1] = torch.einsum("bshc,hdc->bshd", o_lat, w[:, dn:])
+    return out
+
+
 def causal_mask(s: int, t: int, start: int, device=None, dtype=torch.float32) -> Tensor:
     """Additive [S, T] mask: query i (absolute position start+i) sees keys at positions <= start+i."""
     q = torch.arange(start, start + s, device=device)[:, None]

@@ -16,15 +16,11 @@ from __future__ import annotations
 import os
 
 import torch
+from papercommon.kernels import import_triton
 from torch import Tensor
 
-try:
-    import triton
-    import triton.language as tl
-
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - triton is optional
-    HAS_TRITON = False
+triton, tl = import_triton()
+HAS_TRITON = triton is not None
 
 
 def _interpreting() -> bool:

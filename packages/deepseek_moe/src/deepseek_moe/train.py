@@ -26,14 +26,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from papercommon.checks import check_int, check_positive
+from papercommon.cli import finite_float, nonnegative_int, positive_float, positive_int
+from papercommon.config import Config
 
 from deepseek_moe import functional as Fn
+from deepseek_moe.checkpoint import save_pretrained
 from deepseek_moe.config import DeepSeekV3Config
 from deepseek_moe.modules.model import DeepSeekV3
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Training hyper-parameters (AdamW betas, weight decay and clipping from the paper, Sec. 4.2)."""
 
     out: str = "runs/deepseek_moe"
@@ -57,16 +61,14 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads (1 is far faster on an oversubscribed CPU)
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ["steps", "batch_size", "block_size", "eval_batches", "ckpt_every", "eval_every"]:
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"TrainConfig.{name}: expected a positive int, got {v!r}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr: expected > 0, got {self.lr}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+            check_int(f"TrainConfig.{name}", getattr(self, name), min_value=1)
+        for name in ["warmup", "seed"]:
+            check_int(f"TrainConfig.{name}", getattr(self, name), min_value=0)
+        check_positive("TrainConfig.lr", self.lr)
+        for name in ["weight_decay", "grad_clip", "min_lr_ratio"]:
+            check_positive(f"TrainConfig.{name}", getattr(self, name), allow_zero=True)
 
 
 def load_corpus(name: str, val_frac: float = 0.1):
@@ -148,14 +150,14 @@ def train(tc: TrainConfig) -> list[dict[str, Any]]:
     start, history = 0, []
     ckpt = out / "ckpt.pt"
     if tc.resume and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["model_config"] != model.cfg.to_dict():
-            raise ValueError(f"resume: checkpoint model config {state['model_config']} differs from "
-                             f"{model.cfg.to_dict()}")
+        state = load_checkpoint(ckpt)
+        saved_cfg = DeepSeekV3Config.from_dict(json.loads(state["model_config"]))
+        if saved_cfg != model.cfg:
+            raise ValueError(f"resume: {ckpt} holds model config {saved_cfg} but this run builds {model.cfg}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generators"][rank])
-        start, history = state["step"], state["history"]
+        start, history = int(state["step"]), json.loads(state["history"])
     ddp = model
     if world > 1:
         # Buffers (selection bias) are updated identically on every rank from all-reduced counts: no re-sync.
@@ -204,8 +206,8 @@ def train(tc: TrainConfig) -> list[dict[str, Any]]:
         with open(out / "history.jsonl", "w") as f:
             for r in history:
                 f.write(json.dumps(r) + "\n")
-        (out / "train_config.json").write_text(json.dumps(tc.to_dict(), indent=2))
-        model.save_pretrained(out / "model")
+        tc.save(out / "train_config.json")
+        save_pretrained(model, out / "model")
     return history
 
 
@@ -216,32 +218,50 @@ def _save_ckpt(tc, model, opt, gen, step, history, rank, world) -> None:
         dist.all_gather_object(gathered, gen.get_state())
         gens = gathered
     if rank == 0:
+        # Only tensors, numbers and strings: loadable with torch.load(weights_only=True).
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generators": gens, "step": step,
-                 "history": history, "model_config": model.cfg.to_dict(), "train_config": tc.to_dict()}
+                 "history": json.dumps(history), "model_config": json.dumps(model.cfg.to_dict()),
+                 "train_config": json.dumps(tc.to_dict())}
         tmp = Path(tc.out) / "ckpt.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, Path(tc.out) / "ckpt.pt")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deepseek_moe.train", description=__doc__.split("\n")[0])
+def load_checkpoint(path) -> dict[str, Any]:
+    """A training checkpoint written by :func:`train`, read with ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no training checkpoint at {path}") from None
+    except Exception as e:  # UnpicklingError (unsafe globals), truncated zip, ...
+        raise ValueError(f"{path}: not a loadable weights-only checkpoint ({type(e).__name__}: {e})") from None
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Flags of ``python -m deepseek_moe train`` (shared names ``--out``/``--seed``, papercommon value checks)."""
     d = TrainConfig()
-    p.add_argument("--out", default=d.out)
+    p.add_argument("--out", default=d.out, metavar="DIR", help=f"run folder (default: {d.out})")
+    p.add_argument("--seed", type=nonnegative_int, default=d.seed, metavar="N", help="random seed (default: 0)")
     p.add_argument("--preset", default=d.preset, choices=["tiny", "small"])
     p.add_argument("--corpus", default=d.corpus)
-    for name in ["steps", "batch_size", "block_size", "warmup", "seed", "eval_every", "eval_batches", "ckpt_every"]:
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ["lr", "weight_decay", "grad_clip"]:
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    for name in ["steps", "batch_size", "block_size", "eval_every", "eval_batches", "ckpt_every"]:
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=getattr(d, name))
+    p.add_argument("--warmup", type=nonnegative_int, default=d.warmup)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
+    for name in ["weight_decay", "grad_clip"]:
+        p.add_argument(f"--{name.replace('_', '-')}", type=finite_float, default=getattr(d, name))
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--mtp-lambda", type=float, help="MTP loss weight (0 disables MTP)")
-    p.add_argument("--n-mtp", type=int, help="MTP depth D")
-    p.add_argument("--gamma", type=float, help="bias update rate (0 disables aux-loss-free balancing)")
-    p.add_argument("--aux-alpha", type=float, help="classic batch-wise balance loss weight")
-    p.add_argument("--seq-alpha", type=float, help="sequence-wise balance loss weight")
-    a = p.parse_args(argv)
+    p.add_argument("--mtp-lambda", type=finite_float, help="MTP loss weight (0 disables MTP)")
+    p.add_argument("--n-mtp", type=nonnegative_int, help="MTP depth D")
+    p.add_argument("--gamma", type=finite_float, help="bias update rate (0 disables aux-loss-free balancing)")
+    p.add_argument("--aux-alpha", type=finite_float, help="classic batch-wise balance loss weight")
+    p.add_argument("--seq-alpha", type=finite_float, help="sequence-wise balance loss weight")
+
+
+def run_train(a: argparse.Namespace) -> int:
     over = {k: v for k, v in {"mtp_lambda": a.mtp_lambda, "n_mtp": a.n_mtp, "bias_update_rate": a.gamma,
                               "aux_loss_alpha": a.aux_alpha, "seq_aux_alpha": a.seq_alpha}.items() if v is not None}
     tc = TrainConfig(out=a.out, preset=a.preset, corpus=a.corpus, steps=a.steps, batch_size=a.batch_size,
@@ -262,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         last = hist[-1]
         print(json.dumps({k: last[k] for k in ("step", "loss", "lm_loss", "val_loss", "maxvio_batch") if k in last}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deepseek_moe.train`` (what ``torchrun -m`` runs): the same flags as ``python -m deepseek_moe train``."""
+    p = argparse.ArgumentParser(prog="python -m deepseek_moe.train", description=__doc__.split("\n")[0])
+    add_train_args(p)
+    return run_train(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -125,13 +125,13 @@ class MLA(nn.Module):
             start, end = cache.length, cache.length + S
             if end > cache.max_len:
                 raise ValueError(f"KVCache: writing positions up to {end} into a cache of max_len={cache.max_len}")
-            mask = Fn.causal_mask(S, end, start, device=x.device) if S > 1 else None
             if cache.impl == "absorb":
                 cache.kv[layer][:B, start:end] = kv
                 cache.pe[layer][:B, start:end] = k_pe
-                o = Fn.mla_absorbed(q_nope, q_pe, cache.kv[layer][:B, :end], cache.pe[layer][:B, :end],
-                                    self.kv_b_proj.weight, self.scale, mask)
+                o = Fn.mla_absorbed_chunked(q_nope, q_pe, cache.kv[layer][:B, :end], cache.pe[layer][:B, :end],
+                                            self._kv_b_weight(q_nope.dtype), self.scale, start)
             else:
+                mask = Fn.causal_mask(S, end, start, device=x.device) if S > 1 else None
                 kvx = self.kv_b_proj(kv).view(B, S, H, dn + dv)
                 k = torch.cat([kvx[..., :dn], k_pe[:, :, None].expand(-1, -1, H, -1)], dim=-1)
                 cache.kv[layer][:B, start:end] = k
@@ -142,6 +142,15 @@ class MLA(nn.Module):
                     scores = scores + mask[:, None, :]
                 o = torch.einsum("bsht,bthd->bshd", scores.softmax(-1).to(q.dtype), cache.pe[layer][:B, :end])
         return self.o_proj(o.reshape(B, S, H * dv))
+
+    def _kv_b_weight(self, dtype: torch.dtype) -> Tensor:
+        """W^UK/W^UV in the activation dtype (dequantized when ``kv_b_proj`` is an FP8 layer)."""
+        lin = self.kv_b_proj
+        if hasattr(lin, "weight_scale_inv"):
+            from deepseek_moe.fp8 import weight_dequant
+
+            return weight_dequant(lin.weight, lin.weight_scale_inv, lin.block, dtype)
+        return lin.weight
 
     def _sdpa_expanded(self, q_nope: Tensor, q_pe: Tensor, kv: Tensor, k_pe: Tensor) -> Tensor:
         """Causal attention over the whole sequence with expanded per-head k/v (fast path, no cache)."""

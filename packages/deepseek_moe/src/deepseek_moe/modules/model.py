@@ -10,6 +10,7 @@ Parameter tree (mapped 1:1 onto the HF checkpoint names by :mod:`deepseek_moe.ch
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,12 @@ def _skip_default_init():
     finally:
         for n, f in saved.items():
             setattr(nn.init, n, f)
+
+
+def _masked_ce(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean cross-entropy over the targets != -100; 0 (with a gradient path) when there are none."""
+    lse = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
+    return lse / (target != -100).sum().clamp_min(1)
 
 
 @dataclass
@@ -229,7 +236,7 @@ class DeepSeekV3(nn.Module):
                 if a is not None:
                     aux = aux + a
                 mlog = self.lm_head(mod.norm(h_prev))
-                out.mtp_losses.append(F.cross_entropy(mlog.flatten(0, 1).float(), tgt.flatten(), ignore_index=-100))
+                out.mtp_losses.append(_masked_ce(mlog, tgt))  # a depth with no valid target contributes 0
             out.mtp_loss = torch.stack(out.mtp_losses).mean()  # (1/D) sum_k L^k, Eq. (25)
             loss = loss + cfg.mtp_lambda * out.mtp_loss
         out.aux_loss = aux
@@ -241,9 +248,25 @@ class DeepSeekV3(nn.Module):
             raise ValueError(f"labels: expected shape {tuple(input_ids.shape)} (same as input_ids), got "
                              f"{tuple(labels.shape)}")
         valid = labels[labels != -100]
+        if valid.numel() == 0:
+            raise ValueError(f"labels: every label is -100 (ignored), so the loss is undefined; expected at least "
+                             f"one target id in [0, {self.cfg.vocab_size}) in the {tuple(labels.shape)} labels")
         if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= self.cfg.vocab_size):
             raise ValueError(f"labels: expected ids in [0, {self.cfg.vocab_size}) or -100, got range "
                              f"[{int(valid.min())}, {int(valid.max())}]")
+
+    def _check_generate_args(self, input_ids: Tensor, max_new_tokens: int, temperature: float) -> None:
+        self._check_ids(input_ids)
+        if input_ids.shape[1] == 0 or input_ids.shape[0] == 0:
+            raise ValueError(f"input_ids: expected a non-empty prompt [batch >= 1, seq >= 1], got shape "
+                             f"{tuple(input_ids.shape)}")
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens: expected an int >= 0, got {max_new_tokens!r}")
+        if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature: expected a finite number >= 0 (0 = greedy), got {temperature!r}")
+        if input_ids.shape[1] + max_new_tokens > self.cfg.max_seq_len:
+            raise ValueError(f"max_new_tokens: prompt length {input_ids.shape[1]} + {max_new_tokens} new tokens "
+                             f"exceeds max_seq_len={self.cfg.max_seq_len}")
 
     # --- generation ---------------------------------------------------------------------------------
     def new_cache(self, batch: int, max_len: int, impl: str | None = None, *, mtp: bool = False) -> KVCache:
@@ -256,10 +279,13 @@ class DeepSeekV3(nn.Module):
                  temperature: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
         """Autoregressive decoding with the MLA cache (``impl``: "absorb" (default) or "naive").
 
-        Greedy when ``temperature == 0``. Returns [B, S + max_new_tokens].
+        Greedy when ``temperature == 0``. Returns [B, S + max_new_tokens]. ``max_new_tokens=0`` returns the
+        prompt; a negative count, a negative or non-finite temperature, or an empty prompt raise ``ValueError``.
         """
-        self._check_ids(input_ids)
+        self._check_generate_args(input_ids, max_new_tokens, temperature)
         B, S = input_ids.shape
+        if max_new_tokens == 0:
+            return input_ids.clone()
         cache = self.new_cache(B, S + max_new_tokens, impl)
         logits = self(input_ids, cache=cache).logits[:, -1]
         out = [input_ids]
@@ -284,7 +310,10 @@ class DeepSeekV3(nn.Module):
         """
         if not self.mtp:
             raise ValueError("generate_speculative: the model has no MTP module (cfg.n_mtp == 0)")
-        self._check_ids(input_ids)
+        self._check_generate_args(input_ids, max_new_tokens, 0.0)
+        if max_new_tokens == 0:
+            return input_ids.clone(), {"acceptance_rate": 0.0, "drafted": 0, "accepted": 0, "main_forwards": 0,
+                                       "tokens_per_forward": 0.0}
         if input_ids.shape[0] != 1:
             raise ValueError(f"generate_speculative: expected batch size 1, got {input_ids.shape[0]}")
         n = input_ids.shape[1]
@@ -325,17 +354,12 @@ class DeepSeekV3(nn.Module):
                  "main_forwards": forwards, "tokens_per_forward": max_new_tokens / forwards}
         return torch.cat([input_ids, gen], dim=1), stats
 
-    # --- checkpoints --------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, path, *, dtype: torch.dtype = torch.float32, device="cpu",
-                        load_mtp: bool | None = None) -> DeepSeekV3:
-        """Load an HF-layout DeepSeek-V3 checkpoint (see :func:`deepseek_moe.checkpoint.load_pretrained`)."""
-        from deepseek_moe.checkpoint import load_pretrained
-
-        return load_pretrained(path, dtype=dtype, device=device, load_mtp=load_mtp)
-
-    def save_pretrained(self, path, *, max_shard_bytes: int = 5 * 2**30) -> None:
-        """Write ``config.json`` + safetensors in the published DeepSeek-V3 HF layout."""
-        from deepseek_moe.checkpoint import save_pretrained
-
-        save_pretrained(self, path, max_shard_bytes=max_shard_bytes)
+    @torch.no_grad()
+    def materialise_buffers(self, device=None) -> None:
+        """Re-create the non-persistent buffers (RoPE tables, load counters) after loading onto a meta model."""
+        device = device or self.embed_tokens.weight.device
+        self.rotary = RotaryEmbedding(self.cfg).to(device)
+        for g in self.gates():
+            g.load_accum = torch.zeros(self.cfg.n_routed_experts, device=device)
+            if g.e_score_correction_bias.is_meta:
+                g.e_score_correction_bias = torch.zeros(self.cfg.n_routed_experts, device=device)
