@@ -67,6 +67,20 @@ def _sync(device: torch.device | str | None) -> None:
         torch.cuda.synchronize(device)
 
 
+def _time_once(fn: Callable[[], Any], cuda: bool, device: torch.device | str | None) -> float:
+    """Milliseconds of one call: CUDA events on a GPU, ``perf_counter`` on the CPU."""
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def benchmark(fn: Callable[[], Any], *, warmup: int = 3, rep: int = 10, device: torch.device | str | None = None) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``rep`` timed ones.
 
@@ -84,17 +98,7 @@ def benchmark(fn: Callable[[], Any], *, warmup: int = 3, rep: int = 10, device: 
     _sync(device)
     times = []
     for _ in range(rep):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
+        times.append(_time_once(fn, cuda, device))
     return Timing(tuple(times))
 
 
@@ -145,17 +149,7 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], *, rep: int = 7, warmup: i
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rep):
         for name, fn in fns.items():
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                torch.cuda.synchronize(device)
-                times[name].append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
+            times[name].append(_time_once(fn, cuda, device))
     return {name: Timing(tuple(t)) for name, t in times.items()}
 
 

@@ -29,26 +29,23 @@ from pathlib import Path
 from papercommon.records import RecordError
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return v
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {text!r}")
+        return v
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse type: an int >= 0 (seeds, counts that may be zero)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    return v
+positive_int = _int_at_least(1)
+"""argparse type: an int >= 1."""
+nonnegative_int = _int_at_least(0)
+"""argparse type: an int >= 0 (seeds, counts that may be zero)."""
 
 
 def finite_float(text: str) -> float:

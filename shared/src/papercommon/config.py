@@ -82,10 +82,9 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as indented JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        from papercommon.records import write_json
+
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:

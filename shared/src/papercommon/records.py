@@ -97,6 +97,14 @@ def environment() -> dict[str, Any]:
     }
 
 
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path``, creating folders; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return path
+
+
 def _command() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else ""
 
@@ -126,10 +134,7 @@ class Record:
 
     def save(self, path: str | Path) -> Path:
         """Write the record as indented JSON (creating folders)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Record:
