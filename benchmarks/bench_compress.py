@@ -6,7 +6,8 @@ reference documentation (pydoc), text that calibration never saw. Columns:
 * perplexity on the held-out pydoc tokens (512-token windows);
 * weight bytes: the bytes of the model's state dict as it is stored after compression (packed int4 codes
   and scales for quantized weights, values + column indices + 2:4 metadata for V:N:M weights);
-* peak RAM of one 512-token prefill above what was allocated before (RSS / tracemalloc);
+* peak RAM is NOT reported: in one process the FP model's earlier prefill already set the RSS high-water
+  mark, so a method's own peak cannot be isolated (the records keep the raw reading; it was 0 everywhere);
 * CPU prefill latency at 512 tokens, measured interleaved with the FP model in the same process (median).
 
 Rows: FP; FlatQuant W4A4KV4 and W4A16; RTN, SmoothQuant and QuaRot W4A4KV4; GPTQ W4A16 (all from flatquant);
@@ -141,15 +142,14 @@ def _write(out: Path, records: list[Record], quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ok = [r for r in records if "perplexity" in r.metrics]
     rows = [[r.name.removeprefix("compress/"), r.config["package"], r.metrics["perplexity"],
-             f"{r.metrics['weight_bytes'] / 2**20:.1f}", f"{r.metrics['peak_prefill_bytes'] / 2**20:.0f}",
-             f"{r.metrics['prefill_ms']:.0f}", f"{r.metrics['prefill_vs_fp']:.2f}x"] for r in ok]
-    rows += [[r.name.removeprefix("compress/"), r.config["package"], "error", r.metrics["error"], "", "", ""]
+             f"{r.metrics['weight_bytes'] / 2**20:.1f}", f"{r.metrics['prefill_ms']:.0f}",
+             f"{r.metrics['prefill_vs_fp']:.2f}x"] for r in ok]
+    rows += [[r.name.removeprefix("compress/"), r.config["package"], "error", r.metrics["error"], "", ""]
              for r in records if "error" in r.metrics]
     mode = "quick" if quick else "full"
     (out / "table.md").write_text(
         f"<!-- `uv run python benchmarks/run.py compress{'' if quick else ' --full'}` ({mode}) -->\n"
-        + markdown_table(["method", "package", "pydoc ppl", "weight MiB", "prefill peak MiB", "prefill 512 ms",
-                          "vs FP"], rows))
+        + markdown_table(["method", "package", "pydoc ppl", "weight MiB", "prefill 512 ms", "vs FP"], rows))
     with figure(out / "pareto.png", figsize=(6.5, 4.2), title="SmolLM2-135M: held-out perplexity vs weight bytes") as ax:
         for r in ok:
             ax.scatter(r.metrics["weight_bytes"] / 2**20, r.metrics["perplexity"], s=18)

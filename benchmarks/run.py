@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = {"only": args.only} if args.only and "only" in inspect.signature(module.main).parameters else {}
         records = module.main(args.out / name, quick=not args.full, **kwargs)
         for rec in records:
-            rec.save(args.out / name / f"{rec.name.replace('/', '_')}.json")
+            rec.save(args.out / name / f"{re.sub(r'[^A-Za-z0-9.+-]+', '_', rec.name).strip('_')}.json")
         print(f"## {name}\n\n{render_table(records)}")
     return 0
 
