@@ -115,3 +115,13 @@ def test_load_mtp_true_requires_tensors(tmp_path):
     _hf_model(cfg).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="load_mtp=True"):
         load_pretrained(tmp_path, load_mtp=True)
+
+
+def test_loaded_model_is_trainable(tmp_path, tiny_model):
+    save_pretrained(tiny_model, tmp_path)
+    back = load_pretrained(tmp_path)
+    assert all(p.requires_grad for p in back.parameters())
+    x = torch.randint(0, 128, (1, 8))
+    back.train()
+    back(x, labels=x).loss.backward()
+    assert back.layers[1].mlp.experts.gate_up_proj.grad is not None

@@ -54,15 +54,46 @@ def test_speculative_decoding_equals_greedy(tiny_model):
     assert stats["main_forwards"] <= 17
 
 
-def test_speculative_with_a_perfect_draft_accepts_everything():
-    """If the MTP head copies the main head's 2-step prediction, every draft is accepted: use a model whose
-    next token is a fixed function of the current one (lm_head from embedding), check accepted > 0."""
+def _bigram_model() -> DeepSeekV3:
+    """A model whose next token is a fixed function of the current one: attention outputs, FFNs and experts are
+    zero, so h_i = Emb(t_i) and logits_i = head(norm(Emb(t_i))). Token 0 is never predicted (its head row is 0
+    while the best of the other logits is positive)."""
     torch.manual_seed(0)
     m = DeepSeekV3(DeepSeekV3Config.preset("tiny")).eval()
-    prompt = torch.randint(0, 128, (1, 4))
-    out, stats = m.generate_speculative(prompt, 9)
-    assert out.shape == (1, 13)
-    assert stats["drafted"] + stats["accepted"] + 1 >= 9 - 1
+    with torch.no_grad():
+        for blk in [*m.layers, *(mod.block for mod in m.mtp)]:
+            blk.self_attn.o_proj.weight.zero_()
+            for p in blk.mlp.parameters():
+                if p.dim() >= 2 and p is not getattr(getattr(blk.mlp, "gate", None), "weight", None):
+                    p.zero_()
+        m.lm_head.weight[0].zero_()
+    return m
+
+
+def _set_exact_draft(m: DeepSeekV3) -> None:
+    """MTP module 1 computes head(norm(Emb(t_{i+1}))): exactly the main model's prediction after t_{i+1}."""
+    d = m.cfg.dim
+    with torch.no_grad():
+        m.mtp[0].eh_proj.weight.zero_()
+        m.mtp[0].eh_proj.weight[:, :d] = torch.eye(d)  # keep enorm(Emb(t_{i+1})), drop h
+
+
+def test_speculative_exact_draft_accepts_all_and_zeroed_draft_none():
+    m = _bigram_model()
+    prompt = torch.tensor([[5, 17, 3, 99]])
+    ref = m.generate(prompt, 12)
+    assert not (ref[:, 4:] == 0).any()  # token 0 is never the right continuation
+    _set_exact_draft(m)
+    out, stats = m.generate_speculative(prompt, 12)
+    assert torch.equal(out, ref)
+    assert stats["drafted"] > 0 and stats["acceptance_rate"] == 1.0 and stats["accepted"] == stats["drafted"]
+    assert stats["main_forwards"] < 12  # accepted drafts save main-model calls
+    with torch.no_grad():
+        for p in m.mtp.parameters():
+            p.zero_()  # zeroed MTP: constant logits 0, draft = token 0, always wrong
+    out, stats = m.generate_speculative(prompt, 12)
+    assert torch.equal(out, ref)
+    assert stats["drafted"] > 0 and stats["acceptance_rate"] == 0.0 and stats["accepted"] == 0
 
 
 def test_bad_token_ids_raise(tiny_model):

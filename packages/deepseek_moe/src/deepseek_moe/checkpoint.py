@@ -87,7 +87,7 @@ def to_hf_state_dict(model: DeepSeekV3) -> dict[str, Tensor]:
 
 
 def _fp8_eligible(name: str, t: Tensor) -> bool:
-    return t.dim() == 2 and name.endswith("_proj.weight") and "embed" not in name
+    return t.dim() == 2 and name.endswith(("_proj.weight", "_proj_with_mqa.weight")) and "embed" not in name
 
 
 def save_pretrained(model: DeepSeekV3, path, *, max_shard_bytes: int = 5 * 2**30, fp8: bool = False) -> None:
@@ -175,25 +175,30 @@ class CheckpointReader:
             fp = self.path / f
             if not fp.exists():
                 raise FileNotFoundError(f"{fp}: listed in the index but missing")
+            self._check_size(fp)
             try:
                 h = safe_open(str(fp), framework="pt")
                 keys = list(h.keys())
-            except Exception as e:  # SafetensorError: truncated or corrupt header / data
+            except Exception as e:  # SafetensorError: corrupt header / data
                 raise ValueError(f"{fp}: not a readable safetensors file ({type(e).__name__}: {e})") from None
-            size = fp.stat().st_size
-            self._check_size(fp, h, keys, size)
             self._handles[f] = h
             self.where.update({k: f for k in keys})
 
     @staticmethod
-    def _check_size(fp: Path, h, keys: list[str], size: int) -> None:
-        """A truncated shard: the header promises more bytes than the file holds."""
+    def _check_size(fp: Path) -> None:
+        """A truncated shard: the header promises more bytes than the file holds (other damage: safe_open)."""
         import struct
 
-        with open(fp, "rb") as fh:
-            n = struct.unpack("<Q", fh.read(8))[0]
-            header = json.loads(fh.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        size = fp.stat().st_size
+        try:
+            with open(fp, "rb") as fh:
+                n = struct.unpack("<Q", fh.read(8))[0]
+                if n > size:
+                    raise ValueError
+                header = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, struct.error, KeyError, TypeError, AttributeError):
+            return  # unreadable header: safe_open reports it, naming the file
         if 8 + n + end > size:
             raise ValueError(f"{fp}: truncated safetensors shard ({size} bytes, the header needs {8 + n + end})")
 
@@ -387,7 +392,7 @@ def load_pretrained(path, *, dtype: torch.dtype = torch.float32, device="cpu", l
         mod_name, _, attr = name.rpartition(".")
         mod = model.get_submodule(mod_name)
         if attr in mod._parameters:
-            mod._parameters[attr] = nn.Parameter(t, requires_grad=like.requires_grad)
+            mod._parameters[attr] = nn.Parameter(t, requires_grad=t.dtype != torch.float8_e4m3fn)
         else:
             mod._buffers[attr] = t
     model.materialise_buffers(device)

@@ -11,6 +11,7 @@ Paper: DeepSeek-V3 Technical Report (arXiv 2412.19437), Sec. 2 (architecture), S
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,9 +104,10 @@ class DeepSeekV3Config(Config):
         for name in ["bias_update_rate", "seq_aux_alpha", "aux_loss_alpha", "mtp_lambda", "init_std",
                      "rms_norm_eps", "route_scale", "mscale", "rope_theta"]:
             v = getattr(self, name)
-            if not isinstance(v, int | float) or v < 0:
-                raise ValueError(f"DeepSeekV3Config.{name}: expected a number >= 0, got {v!r}")
-        if self.rope_factor < 1:
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"DeepSeekV3Config.{name}: expected a finite number >= 0, got {v!r}")
+        if not isinstance(self.rope_factor, int | float) or not math.isfinite(self.rope_factor) \
+                or self.rope_factor < 1:
             raise ValueError(f"DeepSeekV3Config.rope_factor: expected >= 1, got {self.rope_factor}")
         if self.score_func not in SCORE_FUNCS:
             raise ValueError(f"DeepSeekV3Config.score_func: expected one of {SCORE_FUNCS}, got {self.score_func!r}")

@@ -27,12 +27,20 @@ def _pk():
     return K
 
 
+def _check_finite(name: str, x: Tensor) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values (e4m3 has no inf and NaN would poison the block scale), "
+                         f"got {int((~torch.isfinite(x)).sum())} non-finite value(s) in shape {tuple(x.shape)}")
+
+
 def act_quant(x: Tensor, block: int = 128, scale_fmt: str | None = None) -> tuple[Tensor, Tensor]:
     """Quantize activations per 1 x ``block`` tile: returns e4m3 [..., K] and fp32 scales [..., K/block]."""
     if x.shape[-1] % block:
         raise ValueError(f"act_quant: the last dimension must be a multiple of block={block}, got {x.shape[-1]}")
     if scale_fmt not in (None, "ue8m0"):
         raise ValueError(f"act_quant: scale_fmt expected None or 'ue8m0', got {scale_fmt!r}")
+    if not x.is_cuda:  # no host sync on the GPU path
+        _check_finite("act_quant", x)
     return _pk().fp8_quantize_blockwise(x.contiguous(), block=(1, block), pow2_scale=scale_fmt == "ue8m0")
 
 
@@ -40,6 +48,7 @@ def weight_quant(w: Tensor, block: int = 128, scale_fmt: str | None = None) -> t
     """Quantize a 2-D weight per ``block`` x ``block`` block (ragged edges allowed): e4m3 [N, K], fp32 [N/b, K/b]."""
     if w.dim() != 2:
         raise ValueError(f"weight_quant: expected a 2-D weight, got shape {tuple(w.shape)}")
+    _check_finite("weight_quant", w)
     return _pk().fp8_quantize_blockwise(w.contiguous(), block=(block, block), pow2_scale=scale_fmt == "ue8m0")
 
 

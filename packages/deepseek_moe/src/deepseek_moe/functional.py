@@ -191,6 +191,13 @@ def route(logits: Tensor, bias: Tensor | None, *, topk: int, n_groups: int = 1, 
     Returns:
         weights [N, K] (g_{i,t} times route_scale), indices [N, K], scores [N, E] (s_{i,t}, Eq. 15).
     """
+    if logits.dim() != 2:
+        raise ValueError(f"route: logits expected shape [N, E], got {tuple(logits.shape)}")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"route: expected finite router logits, got {int((~torch.isfinite(logits)).sum())} "
+                         f"non-finite value(s) in {tuple(logits.shape)} (NaN/inf hidden states upstream?)")
+    if not 1 <= topk <= logits.shape[1]:
+        raise ValueError(f"route: topk expected in [1, {logits.shape[1]}], got {topk}")
     if score_func == "sigmoid":
         scores = logits.sigmoid()  # Eq. (15)
     elif score_func == "softmax":
@@ -221,6 +228,9 @@ def expert_counts(idx: Tensor, n_experts: int) -> Tensor:
 def max_violation(load: Tensor) -> Tensor:
     """MaxVio = (max_i load_i - mean load) / mean load (Loss-Free Balancing, Wang et al. 2024)."""
     load = load.float()
+    if load.numel() == 0 or not bool(torch.isfinite(load).all()) or bool((load < 0).any()):
+        raise ValueError(f"max_violation: expected a non-empty vector of finite counts >= 0, got "
+                         f"{load.tolist() if load.numel() <= 16 else tuple(load.shape)}")
     mean = load.mean()
     return (load.max() - mean) / mean.clamp_min(1e-12)
 

@@ -189,6 +189,8 @@ class DeepSeekV3(nn.Module):
         if ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
             raise ValueError(f"{name}: expected an integer tensor [batch, seq], got dtype={ids.dtype} "
                              f"shape={tuple(ids.shape)}")
+        if ids.numel() == 0:
+            raise ValueError(f"{name}: expected a non-empty [batch, seq] tensor, got shape {tuple(ids.shape)}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.cfg.vocab_size):
             raise ValueError(f"{name}: token ids must lie in [0, vocab_size={self.cfg.vocab_size}), got range "
                              f"[{int(ids.min())}, {int(ids.max())}]")
@@ -279,7 +281,7 @@ class DeepSeekV3(nn.Module):
                  temperature: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
         """Autoregressive decoding with the MLA cache (``impl``: "absorb" (default) or "naive").
 
-        Greedy when ``temperature == 0``. Returns [B, S + max_new_tokens]. ``max_new_tokens=0`` returns the
+        Greedy when ``temperature < 1e-5`` (0 included). Returns [B, S + max_new_tokens]. ``max_new_tokens=0`` returns the
         prompt; a negative count, a negative or non-finite temperature, or an empty prompt raise ``ValueError``.
         """
         self._check_generate_args(input_ids, max_new_tokens, temperature)
@@ -290,8 +292,10 @@ class DeepSeekV3(nn.Module):
         logits = self(input_ids, cache=cache).logits[:, -1]
         out = [input_ids]
         for step in range(max_new_tokens):
-            if temperature > 0:
-                nxt = torch.multinomial((logits.float() / temperature).softmax(-1), 1, generator=generator)
+            if temperature >= 1e-5:  # below: the sampling limit, greedy (avoids 0/0 in fp32)
+                z = logits.float()
+                z = (z - z.amax(-1, keepdim=True)) / temperature  # <= 0: no overflow at tiny temperatures
+                nxt = torch.multinomial(z.softmax(-1), 1, generator=generator)
             else:
                 nxt = logits.argmax(-1, keepdim=True)
             out.append(nxt)
