@@ -117,3 +117,44 @@ def test_storage_table():
     ratios = [r["packed_ratio"] for r in rows]
     assert ratios[0] > ratios[1] > ratios[2]
     assert rows[2]["stored_ratio"] < 0.35
+
+
+def _snapshot(model):
+    return [(n, type(m).__name__) for n, m in model.named_modules()], {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_sparsify_all_or_nothing_bad_mask():
+    """A bad mask for the second layer: the first layer must not stay converted (issue 20)."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
+    mods, state = _snapshot(m)
+    bad = {"2": torch.ones(64, 64, dtype=torch.bool)}  # dense: not V:N:M
+    with pytest.raises(ValueError):
+        sparsify_(m, VNMConfig(v=16, m=8), filter_fn=lambda n, mod: True, masks=bad)
+    after_mods, after_state = _snapshot(m)
+    assert after_mods == mods
+    assert all(torch.equal(state[k], after_state[k]) for k in state)
+
+
+def test_sparsify_all_or_nothing_injected_failure(monkeypatch):
+    """A failure injected while swapping the second layer puts the first one back."""
+    import vnm_sparse.modules as mods_mod
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
+    mods, state = _snapshot(m)
+    first = m[0]
+    real, calls = mods_mod._set_module, []
+
+    def flaky(model, name, new):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        real(model, name, new)
+
+    monkeypatch.setattr(mods_mod, "_set_module", flaky)
+    with pytest.raises(RuntimeError, match="injected"):
+        sparsify_(m, VNMConfig(v=16, m=8), filter_fn=lambda n, mod: True)
+    assert m[0] is first
+    assert _snapshot(m)[0] == mods
+    assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())

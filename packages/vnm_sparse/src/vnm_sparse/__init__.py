@@ -18,6 +18,7 @@ from vnm_sparse.functional import (
     unpack_vnm,
     vnm_mask,
     vnm_mask_reference,
+    vnm_matmul_blocked,
     vnm_matmul_reference,
     vnm_matmul_torch,
 )
@@ -43,6 +44,6 @@ __all__ = [
     "ThreeStageLoRAConfig", "VMSelection", "VNMConfig", "VNMLinear", "VNMPacked", "attach_sr_ste_", "check_vnm",
     "collect_act_norms", "compute_masks", "finalize_", "mask_diversity", "model_storage", "pack_vnm",
     "permute_model_", "prunable_weights", "prune_", "refresh_masks_", "ria_score", "select_vm", "sparsify_",
-    "storage_bytes", "three_stage_lora", "unpack_vnm", "vnm_mask", "vnm_mask_reference", "vnm_matmul",
+    "storage_bytes", "three_stage_lora", "unpack_vnm", "vnm_mask", "vnm_mask_reference", "vnm_matmul", "vnm_matmul_blocked",
     "vnm_matmul_reference", "vnm_matmul_torch", "vnm_permute",
 ]

@@ -6,19 +6,16 @@ Paper: "Beyond 2:4: exploring V:N:M sparsity for efficient Transformer inference
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from papercommon.checks import check_choice, check_int, check_positive, check_range
+from papercommon.config import Config
 
 SCORES = ("magnitude", "ria")
 
 
-def _check(cond: bool, what: str, expected: str, given: Any) -> None:
-    if not cond:
-        raise ValueError(f"{what}: expected {expected}, given {given!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
-class VNMConfig:
+class VNMConfig(Config):
     """A V:N:M sparsity pattern and how to choose its mask.
 
     Args:
@@ -38,20 +35,22 @@ class VNMConfig:
             raising. Needed for e.g. 576 input features at m=5.
     """
 
-    v: int = 64
-    n: int = 2
-    m: int = 5
-    score: str = "magnitude"
-    ria_alpha: float = 0.5
-    exact: bool = False
-    pad: bool = False
+    v: int = 64  # rows per block (Sec. 2); 64 in Tables 1-4
+    n: int = 2  # kept per row among the 4 columns: 2:4 on sparse tensor cores (Sec. 2)
+    m: int = 5  # columns per block; density 2/m (Tables 1-3 use 5 and 8)
+    score: str = "magnitude"  # "magnitude" for ViTs (Sec. 3.2), "ria" for LLMs (Sec. 3.3)
+    ria_alpha: float = 0.5  # RIA's activation exponent a (Zhang et al. ICLR'24 default)
+    exact: bool = False  # exact C(m,4) search instead of the column-norm heuristic (Sec. 2)
+    pad: bool = False  # pad shapes v/m do not divide (padding is never kept)
 
-    def __post_init__(self) -> None:
-        _check(isinstance(self.v, int) and self.v >= 1, "v", "an integer >= 1", self.v)
-        _check(self.n == 2, "n", "2 (V:N:M sparse tensor cores run 2:4 inside the 4 kept columns)", self.n)
-        _check(isinstance(self.m, int) and self.m >= 4, "m", "an integer >= 4", self.m)
-        _check(self.score in SCORES, "score", f"one of {SCORES}", self.score)
-        _check(self.ria_alpha >= 0, "ria_alpha", ">= 0", self.ria_alpha)
+    def validate(self) -> None:
+        check_int("v", self.v, min_value=1)
+        if self.n != 2:
+            raise ValueError(f"n: expected 2 (V:N:M sparse tensor cores run 2:4 inside the 4 kept columns), "
+                             f"got {self.n!r}")
+        check_int("m", self.m, min_value=4)
+        check_choice("score", self.score, SCORES)
+        check_positive("ria_alpha", self.ria_alpha, allow_zero=True)
 
     @property
     def density(self) -> float:
@@ -62,19 +61,10 @@ class VNMConfig:
     def name(self) -> str:
         return f"{self.v}:{self.n}:{self.m}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VNMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        _check(not unknown, "VNMConfig.from_dict keys", f"a subset of {sorted(known)}", sorted(unknown))
-        return cls(**d)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ThreeStageLoRAConfig:
+class ThreeStageLoRAConfig(Config):
     """The three-staged LoRA schedule for V:N:M-sparse LLMs (Sec. 3.3, Eq. 3).
 
     Stage 1 trains a dense LoRA; stage 2 trains a sparse LoRA whose mask is recomputed from W + BA
@@ -94,26 +84,28 @@ class ThreeStageLoRAConfig:
         target_modules: names of linear layers that receive LoRA (and are sparsified).
     """
 
-    total_steps: int = 1000
-    dense_frac: float = 0.05
-    dynamic_frac: float = 0.05
-    mask_interval: int = 10
-    lam: float = 2e-4
-    rank: int = 16
-    alpha: float = 32.0
-    lr: float = 2e-4
+    total_steps: int = 1000  # optimiser steps over all three stages
+    dense_frac: float = 0.05  # stage 1 share (stages 1 + 2 <= 10%, Sec. 3.3)
+    dynamic_frac: float = 0.05  # stage 2 share
+    mask_interval: int = 10  # steps between re-maskings in stage 2
+    lam: float = 2e-4  # Eq. 3 regulariser weight (not stated in the paper; SR-STE's 2e-4)
+    rank: int = 16  # LoRA rank
+    alpha: float = 32.0  # LoRA alpha (scale alpha / rank)
+    lr: float = 2e-4  # AdamW learning rate of the LoRA factors
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-    def __post_init__(self) -> None:
-        _check(self.total_steps >= 1, "total_steps", ">= 1", self.total_steps)
-        _check(0 <= self.dense_frac <= 1, "dense_frac", "in [0, 1]", self.dense_frac)
-        _check(0 <= self.dynamic_frac <= 1, "dynamic_frac", "in [0, 1]", self.dynamic_frac)
-        _check(self.dense_frac + self.dynamic_frac <= 1, "dense_frac + dynamic_frac", "<= 1",
-               self.dense_frac + self.dynamic_frac)
-        _check(self.mask_interval >= 1, "mask_interval", ">= 1", self.mask_interval)
-        _check(self.lam >= 0, "lam", ">= 0", self.lam)
-        _check(self.rank >= 1, "rank", ">= 1", self.rank)
-        _check(self.lr > 0, "lr", "> 0", self.lr)
+    def validate(self) -> None:
+        check_int("total_steps", self.total_steps)
+        check_range("dense_frac", self.dense_frac, 0, 1)
+        check_range("dynamic_frac", self.dynamic_frac, 0, 1)
+        check_range("dense_frac + dynamic_frac", self.dense_frac + self.dynamic_frac, 0, 1)
+        check_int("mask_interval", self.mask_interval)
+        check_positive("lam", self.lam, allow_zero=True)
+        check_int("rank", self.rank)
+        check_positive("alpha", self.alpha)
+        check_positive("lr", self.lr)
+        if not self.target_modules or not all(isinstance(t, str) for t in self.target_modules):
+            raise ValueError(f"target_modules: expected a non-empty tuple of module names, got {self.target_modules!r}")
 
     @property
     def stage_steps(self) -> tuple[int, int, int]:
@@ -121,18 +113,3 @@ class ThreeStageLoRAConfig:
         s1 = round(self.total_steps * self.dense_frac)
         s2 = round(self.total_steps * self.dynamic_frac)
         return s1, s2, self.total_steps - s1 - s2
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["target_modules"] = list(self.target_modules)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ThreeStageLoRAConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        _check(not unknown, "ThreeStageLoRAConfig.from_dict keys", f"a subset of {sorted(known)}", sorted(unknown))
-        d = dict(d)
-        if "target_modules" in d:
-            d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)

@@ -23,7 +23,7 @@ import os
 import torch
 from torch import Tensor
 
-from vnm_sparse.functional import KEEP_COLS, VNMPacked, vnm_matmul_torch
+from vnm_sparse.functional import KEEP_COLS, VNMPacked, vnm_matmul_blocked
 
 try:  # Triton is optional
     import triton
@@ -152,7 +152,7 @@ def vnm_matmul(x: Tensor, packed: VNMPacked, bias: Tensor | None = None, *, back
     if x.shape[-1] != c:
         raise ValueError(f"x: expected last dimension {c} (in_features), given {x.shape[-1]}")
     if resolve_backend(backend, packed, x) == "torch":
-        return vnm_matmul_torch(x, packed, bias)
+        return vnm_matmul_blocked(x, packed, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, c).contiguous()
     t = x2.shape[0]

@@ -230,10 +230,22 @@ def sparsify_(model: nn.Module, config: VNMConfig, filter_fn: FilterFn | None = 
     base = filter_fn or default_filter
     flt = lambda name, mod: isinstance(mod, nn.Linear) and name not in mha_children and base(name, mod)
     targets = prunable_weights(model, flt)
+    # All-or-nothing: build every replacement first (masks, packing: where bad input fails), then swap;
+    # a failure while swapping puts the layers already swapped back, so the model is left as it was.
+    new = {}
     for key, (mod, _) in targets.items():
         mask = masks.get(key) if masks is not None else None
         norm = act_norms.get(key) if act_norms is not None else None
-        _set_module(model, key, VNMLinear.from_linear(mod, config, mask=mask, act_norm=norm, backend=backend))
+        new[key] = VNMLinear.from_linear(mod, config, mask=mask, act_norm=norm, backend=backend)
+    done = []
+    try:
+        for key, layer in new.items():
+            _set_module(model, key, layer)
+            done.append(key)
+    except BaseException:
+        for key in reversed(done):
+            _set_module(model, key, targets[key][0])
+        raise
     return model
 
 
