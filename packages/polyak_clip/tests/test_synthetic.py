@@ -12,7 +12,7 @@ def test_config_defaults_are_the_papers():
     assert (cfg.iters_tuned, cfg.iters_adaptive) == (500, 10_000)
     assert len(cfg.lr_grid) == 9 and cfg.clip_grid[-1] == math.inf
     assert SyntheticConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="lower_bound"):
+    with pytest.raises(ValueError, match="lower_bound: expected <= f_star"):
         SyntheticConfig(lower_bound=2.0)
 
 

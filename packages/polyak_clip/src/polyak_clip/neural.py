@@ -9,14 +9,17 @@ best-iterate selection, as in the paper.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from papercommon.checks import check_choice, check_int
+from papercommon.config import Config
 from papercommon.data import CharTokenizer, lm_batch, text_corpus, word_tokenize
 
 from polyak_clip.optim import OPTIMIZERS
@@ -36,38 +39,22 @@ QUICK_GRIDS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class NeuralConfig:
-    """A small-scale neural run.
+class NeuralConfig(Config):
+    """A small-scale neural run (Sec. 6.2 at CPU scale; the paper's own sizes are in the README)."""
 
-    Args:
-        task: ``"nanogpt"``, ``"lstm"`` or ``"t5"``.
-        steps: optimizer steps (also Inexact Polyak's T).
-        batch_size: sequences per step.
-        block_size: tokens per sequence (characters for nanoGPT, words otherwise).
-        width: model width (embedding / d_model).
-        layers: depth.
-        vocab_size: word vocabulary (LSTM, T5), the most frequent words plus <unk>.
-        eval_batches: validation batches at the end.
-    """
+    task: str = "nanogpt"  # "nanogpt" (Shakespeare-char in the paper), "lstm" (PTB), "t5" (C4)
+    steps: int = 300  # optimizer steps, also Inexact Polyak's T (the paper sets T to the run length)
+    batch_size: int = 32  # sequences per step (paper: 64 nanoGPT, 80 LSTM, 128 T5)
+    block_size: int = 64  # tokens per sequence: characters for nanoGPT, words otherwise
+    width: int = 64  # embedding / d_model
+    layers: int = 2  # depth
+    vocab_size: int = 2000  # word vocabulary (LSTM, T5): the most frequent words plus <unk>
+    eval_batches: int = 8  # validation batches at the end
 
-    task: str = "nanogpt"
-    steps: int = 300
-    batch_size: int = 32
-    block_size: int = 64
-    width: int = 64
-    layers: int = 2
-    vocab_size: int = 2000
-    eval_batches: int = 8
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+    def validate(self) -> None:
+        check_choice("task", self.task, TASKS)
         for name in ("steps", "batch_size", "block_size", "width", "layers", "vocab_size", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+            check_int(name, getattr(self, name), min_value=1)
 
 
 # ----------------------------------------------------------------------------- models
@@ -105,7 +92,21 @@ class CharGPT(nn.Module):
         self.blocks = nn.ModuleList(Block(d, n_head) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
-        self.head.weight = self.tok.weight
+        self.head.weight = self.tok.weight  # weight tying: initialised once, below, with std 0.02
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """nanoGPT's ``_init_weights``: N(0, 0.02) for linear and embedding weights, zero biases."""
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx, targets):
         x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
@@ -123,6 +124,10 @@ class WordLSTM(nn.Module):
         self.emb = nn.Embedding(vocab, d)
         self.lstm = nn.LSTM(d, d, num_layers=layers, batch_first=True)
         self.head = nn.Linear(d, vocab)
+        # AWD-LSTM's init_weights: embedding and decoder U(-0.1, 0.1), decoder bias 0 (LSTM: PyTorch default)
+        nn.init.uniform_(self.emb.weight, -0.1, 0.1)
+        nn.init.uniform_(self.head.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, idx, targets):
         h, _ = self.lstm(self.emb(idx))
@@ -134,7 +139,10 @@ class T5SpanCorruption(nn.Module):
 
     def __init__(self, vocab: int, d: int = 64, layers: int = 2, n_sentinels: int = 32):
         super().__init__()
-        from transformers import T5Config, T5ForConditionalGeneration
+        try:
+            from transformers import T5Config, T5ForConditionalGeneration
+        except ImportError as e:
+            raise ImportError("the T5 run needs transformers: pip install 'polyak_clip[t5]'") from e
 
         self.vocab, self.n_sentinels = vocab, n_sentinels
         cfg = T5Config(vocab_size=vocab + n_sentinels + 2, d_model=d, d_kv=d // 2, d_ff=2 * d, num_layers=layers,
@@ -179,20 +187,21 @@ def span_corrupt(tokens: torch.Tensor, vocab: int, n_sentinels: int, noise: floa
 
 
 # ----------------------------------------------------------------------------- data
-def _stream(cfg: NeuralConfig) -> tuple[torch.Tensor, int]:
+@functools.cache
+def _stream_for(task: str, vocab_size: int) -> tuple[torch.Tensor, int]:
     text = text_corpus("lee")
-    if cfg.task == "nanogpt":
+    if task == "nanogpt":
         tok = CharTokenizer(text)
         return tok.encode(text), tok.vocab_size
     words = word_tokenize(text)
-    vocab = [w for w, _ in Counter(words).most_common(cfg.vocab_size - 1)]
+    vocab = [w for w, _ in Counter(words).most_common(vocab_size - 1)]
     index = {w: i + 1 for i, w in enumerate(vocab)}  # 0 = <unk>
     return torch.tensor([index.get(w, 0) for w in words]), len(vocab) + 1
 
 
 def build(cfg: NeuralConfig, seed: int):
     """Model, train stream, validation stream and a batch function ``batch(stream, generator) -> (x, y)``."""
-    ids, vocab = _stream(cfg)
+    ids, vocab = _stream_for(cfg.task, cfg.vocab_size)
     split = int(0.9 * len(ids))
     torch.manual_seed(seed)
     if cfg.task == "nanogpt":
@@ -224,17 +233,27 @@ def make_optimizer(method: str, params, steps: int, lr: float | None = None, cli
     return OPTIMIZERS[method](params)
 
 
+def diverged(losses: list[float]) -> bool:
+    """A run diverged if a training loss is non-finite, or if the mean training loss over the last quarter
+    of the run is above the first training loss (the loss ends where it started, or higher)."""
+    if not losses or not all(math.isfinite(v) for v in losses):
+        return True
+    tail = losses[-max(1, len(losses) // 4):]
+    return sum(tail) / len(tail) > losses[0]
+
+
 def train(cfg: NeuralConfig, method: str, seed: int = 0, lr: float | None = None, clip: float | None = None,
           progress: bool = False) -> dict:
     """Train one model with one method; returns the training-loss curve, the final validation loss and
-    whether the run diverged (a non-finite loss, or a validation loss above the initial one)."""
+    whether the run diverged (:func:`diverged`, judged from the training curve). A run stops at its first
+    non-finite loss."""
     from tqdm.auto import tqdm
 
     model, train_ids, val_ids, batch = build(cfg, seed)
     opt = make_optimizer(method, model.parameters(), cfg.steps, lr, clip)
     g = torch.Generator().manual_seed(seed)
     random.seed(seed)
-    losses, diverged = [], False
+    losses: list[float] = []
     for _ in tqdm(range(cfg.steps), desc=f"{cfg.task}/{method}", disable=not progress, leave=False):
         x, y = batch(train_ids, g)
 
@@ -244,15 +263,14 @@ def train(cfg: NeuralConfig, method: str, seed: int = 0, lr: float | None = None
             loss.backward()
             return loss
 
-        try:
-            losses.append(opt.step(closure).item())
-        except FloatingPointError:
-            diverged = True
+        losses.append(opt.step(closure).item())
+        if not math.isfinite(losses[-1]):
             break
-    val = evaluate(model, val_ids, batch, cfg, seed) if not diverged else math.inf
-    diverged = diverged or not math.isfinite(val) or (bool(losses) and val > losses[0])
+    bad = diverged(losses)
+    val = evaluate(model, val_ids, batch, cfg, seed) if math.isfinite(losses[-1]) else math.inf
+    val = val if math.isfinite(val) else math.inf
     return {"method": method, "seed": seed, "lr": lr, "clip": clip, "losses": losses, "val_loss": val,
-            "diverged": diverged}
+            "diverged": bad or not math.isfinite(val)}
 
 
 @torch.no_grad()

@@ -1,19 +1,16 @@
 """Markdown tables rendered from the committed JSON records (used for the README).
 
     python -m polyak_clip tables packages/polyak_clip/results/quick/polyak_clip
+
+A missing or corrupt record raises :class:`papercommon.records.RecordError` naming the path (the CLI exits 1).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-
-def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a record at {path}; run `papercommon reproduce polyak_clip --out ...` first")
-    return json.loads(path.read_text())
+from papercommon.records import RecordError, markdown_table, read_record
 
 
 def _num(v) -> str:
@@ -28,56 +25,55 @@ def _num(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _metric(rec: dict, key: str, path: Path):
+    try:
+        return rec["metrics"][key]
+    except (KeyError, TypeError):
+        raise RecordError(f"record {path} has no metrics.{key}") from None
+
+
 def synthetic_table(folder: Path) -> str:
     """Iterations to reach the gap tolerance and final gap, per method and L1 (Fig. 1)."""
-    rec = _load(Path(folder) / "synthetic_record.json")
-    by = rec["metrics"]["by_L1"]
+    path = Path(folder) / "synthetic_runs.json"
+    rec = read_record(path)
+    by = _metric(rec, "by_L1", path)
     L1s = list(by)
     tol = rec["config"]["tol"]
-    head = "| method | " + " | ".join(f"L1={float(v):g}: its to {tol:g} / final gap" for v in L1s) + " |"
-    lines = [head, "|---|" + "---|" * len(L1s)]
-    for m in by[L1s[0]]:
-        cells = [f"{_num(by[v][m]['iterations_to_tol'])} / {by[v][m]['final_gap']:.1e}" for v in L1s]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[m] + [f"{_num(by[v][m]['iterations_to_tol'])} / {float(by[v][m]['final_gap']):.1e}" for v in L1s]
+            for m in by[L1s[0]]]
+    return markdown_table(["method"] + [f"L1={float(v):g}: its to {tol:g} / final gap" for v in L1s], rows)
 
 
 def neural_table(folder: Path) -> str:
-    """Final validation loss (mean ± std over seeds) and diverged runs, per task and method (Sec. 6.2)."""
-    rec = _load(Path(folder) / "neural_record.json")
-    tasks = list(rec["metrics"])
-    methods = [m for m in rec["metrics"][tasks[0]] if m != "grid"]
-    lines = ["| method | " + " | ".join(f"{t}: val loss (diverged/seeds)" for t in tasks) + " |",
-             "|---|" + "---|" * len(tasks)]
+    """Final validation loss (mean ± std over the seeds that did not diverge) and diverged runs (Sec. 6.2)."""
+    path = Path(folder) / "neural_runs.json"
+    summary = _metric(read_record(path), "summary", path)
+    tasks = list(summary)
+    methods = list(summary[tasks[0]])
+    rows = []
     for m in methods:
         cells = []
         for t in tasks:
-            s = rec["metrics"][t][m]
+            s = summary[t][m]
             cells.append(f"{float(s['val_loss_mean']):.3f} ± {float(s['val_loss_std']):.3f} ({s['diverged']}/{s['seeds']})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([m] + cells)
+    return markdown_table(["method"] + [f"{t}: val loss, mean ± std (diverged/seeds)" for t in tasks], rows)
 
 
 def claims_table(folder: Path) -> str:
-    """Paper | Ours | holds | record, from the papercommon reproduction records in ``folder``."""
-    lines = ["| reproduction | claim | paper | ours | holds | record |", "|---|---|---|---|---|---|"]
+    """Claim | paper | ours | holds | note, from the reproduction records in ``folder``."""
+    rows = []
     for name in ("synthetic", "neural"):
         path = Path(folder) / f"{name}.json"
-        if not path.is_file():
-            continue
-        for c in _load(path)["metrics"]["claims"]:
-            holds = {True: "yes", False: "**no**", None: "-"}[c["holds"]]
-            lines.append(f"| {name} | {c['metric']} | {_num(c['paper'])} | {_num(c['ours'])} | {holds} | "
-                         f"`{path.name}` |")
-    return "\n".join(lines) + "\n"
+        rec = read_record(path)
+        for c in _metric(rec, "claims", path):
+            holds = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
+            rows.append([name, c["metric"], _num(c["paper"]), _num(c["ours"]), holds, c.get("note", "")])
+    return markdown_table(["reproduction", "claim", "paper", "ours", "holds", "note"], rows)
 
 
 def all_tables(folder: Path) -> str:
+    """Every README table; raises ``RecordError`` when a record is missing or corrupt."""
     folder = Path(folder)
-    parts = [claims_table(folder)]
-    for title, fn in (("Synthetic (Fig. 1)", synthetic_table), ("Neural (Sec. 6.2)", neural_table)):
-        try:
-            parts.append(f"### {title}\n\n" + fn(folder))
-        except FileNotFoundError:
-            pass
-    return "\n".join(parts)
+    return "\n".join([claims_table(folder), "### Synthetic (Fig. 1)\n\n" + synthetic_table(folder),
+                      "### Neural (Sec. 6.2)\n\n" + neural_table(folder)])

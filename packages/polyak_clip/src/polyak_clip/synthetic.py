@@ -8,9 +8,12 @@ gap ``min_t f(x_t) - f*`` is smallest, as the paper selects them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
+from papercommon.checks import check_finite, check_int, check_positive
+from papercommon.config import Config
+from papercommon.figures import figure
 
 from polyak_clip import functional as Fn
 
@@ -20,46 +23,31 @@ METHODS = ("gd", "clipped_gd", "polyak", "decsps", "adasps", "inexact_polyak")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SyntheticConfig:
-    """The paper's synthetic setting (Sec. 6.1).
+class SyntheticConfig(Config):
+    """The paper's synthetic setting (Sec. 6.1, Fig. 1)."""
 
-    Args:
-        L0: (L0, L1)-smoothness constant L0 (1 in the paper).
-        L1_values: the L1 values compared (Fig. 1).
-        x0: the starting point (5).
-        f_star: the optimal value f* (1), so that l* = 0 is inexact by sigma^2 = f* - l* = 1.
-        lower_bound: l* for Inexact Polyak, DecSPS and AdaSPS (0).
-        iters_tuned: iterations for GD, clipped GD and Polyak (500).
-        iters_adaptive: iterations for DecSPS, AdaSPS and Inexact Polyak (10,000; also Inexact Polyak's T).
-        lr_grid, clip_grid: the grids of GD and clipped GD.
-        tol: the gap ``f(x) - f*`` at which a method counts as converged (for the iteration counts).
-    """
+    L0: float = 1.0  # (L0, L1)-smoothness constant L0 (1 in the paper)
+    L1_values: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)  # the L1 values of Fig. 1's panels
+    x0: float = 5.0  # the starting point
+    f_star: float = 1.0  # the optimal value f*, so that l* = 0 is inexact by sigma^2 = f* - l* = 1
+    lower_bound: float = 0.0  # l* for Inexact Polyak, DecSPS and AdaSPS
+    iters_tuned: int = 500  # iterations for GD, clipped GD and Polyak
+    iters_adaptive: int = 10_000  # iterations for DecSPS, AdaSPS and Inexact Polyak (also IPS's T)
+    lr_grid: tuple[float, ...] = field(default=LR_GRID)  # GD / clipped GD learning rates {1, ..., 1e-8}
+    clip_grid: tuple[float, ...] = field(default=CLIP_GRID)  # clipped GD thresholds {0.01, ..., 20, inf}
+    tol: float = 1e-2  # the gap f(x) - f* at which a method counts as converged (iteration counts)
 
-    L0: float = 1.0
-    L1_values: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
-    x0: float = 5.0
-    f_star: float = 1.0
-    lower_bound: float = 0.0
-    iters_tuned: int = 500
-    iters_adaptive: int = 10_000
-    lr_grid: tuple[float, ...] = field(default=LR_GRID)
-    clip_grid: tuple[float, ...] = field(default=CLIP_GRID)
-    tol: float = 1e-2
-
-    def __post_init__(self):
-        if self.L0 <= 0 or any(v <= 0 for v in self.L1_values):
-            raise ValueError(f"L0 and every L1 must be > 0, got L0={self.L0}, L1_values={self.L1_values}")
-        if self.iters_tuned < 1 or self.iters_adaptive < 1:
-            raise ValueError(f"iteration counts must be >= 1, got {self.iters_tuned}, {self.iters_adaptive}")
+    def validate(self) -> None:
+        check_positive("L0", self.L0)
+        for v in self.L1_values:
+            check_positive("L1_values[i]", v)
+        for name in ("x0", "f_star", "lower_bound"):
+            check_finite(name, getattr(self, name))
+        check_int("iters_tuned", self.iters_tuned)
+        check_int("iters_adaptive", self.iters_adaptive)
+        check_positive("tol", self.tol)
         if self.lower_bound > self.f_star:
-            raise ValueError(f"lower_bound ({self.lower_bound}) must not exceed f_star ({self.f_star})")
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SyntheticConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+            raise ValueError(f"lower_bound: expected <= f_star ({self.f_star}), got {self.lower_bound}")
 
 
 def run_method(method: str, L1: float, cfg: SyntheticConfig) -> dict[str, np.ndarray]:
@@ -144,20 +132,11 @@ def run_synthetic(cfg: SyntheticConfig | None = None) -> dict:
 
 def plot_synthetic(result: dict, path) -> None:
     """Fig. 1: ``min_s f(x_s) - f*`` against iterations, one panel per L1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     L1s = list(result["results"])
-    fig, axes = plt.subplots(1, len(L1s), figsize=(4 * len(L1s), 3.2), sharey=True)
-    for ax, L1 in zip(np.atleast_1d(axes), L1s):
-        for method, r in result["results"][L1].items():
-            ax.loglog(np.arange(1, len(r["curve"]) + 1), np.maximum(r["curve"], 1e-12), label=method)
-        ax.set_title(f"L1 = {L1:g}")
-        ax.set_xlabel("iteration")
-    np.atleast_1d(axes)[0].set_ylabel("min f(x) - f*")
-    np.atleast_1d(axes)[-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, ncols=len(L1s), figsize=(4 * len(L1s), 3.2), sharey=True) as axes:
+        for ax, L1 in zip(np.atleast_1d(axes), L1s):
+            for method, r in result["results"][L1].items():
+                ax.loglog(np.arange(1, len(r["curve"]) + 1), np.maximum(r["curve"], 1e-12), label=method)
+            ax.set_title(f"L1 = {L1:g}")
+            ax.set_xlabel("iteration")
+        np.atleast_1d(axes)[0].set_ylabel("min f(x) - f*")
