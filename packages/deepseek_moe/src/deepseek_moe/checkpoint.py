@@ -114,7 +114,12 @@ def save_pretrained(model: DeepSeekV3, path, *, max_shard_bytes: int = 5 * 2**30
                 q[k] = t
         sd = q
     fp8 = fp8 or any(t.dtype == torch.float8_e4m3fn for t in sd.values())
-    hf = cfg.replace(dtype="fp8" if fp8 else "bf16").hf_dict()
+    hf = cfg.replace(dtype="bf16").hf_dict()
+    if fp8:  # storage only: ragged 128x128 weight blocks are fine (the 1x128 activation rule is for fp8 GEMMs)
+        hf["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                     "weight_block_size": [cfg.fp8_block_size] * 2}
+        if cfg.scale_fmt is not None:
+            hf["quantization_config"]["scale_fmt"] = cfg.scale_fmt
     dt = model.embed_tokens.weight.dtype
     hf["torch_dtype"] = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dt,
                                                                                                             "float32")
@@ -340,7 +345,7 @@ def load_pretrained(path, *, dtype: torch.dtype = torch.float32, device="cpu", l
     reader = CheckpointReader(path)
     path = reader.path
     try:
-        cfg = DeepSeekV3Config.from_hf(reader.config)
+        cfg = DeepSeekV3Config.from_hf(reader.config, dtype="bf16")  # FP8 storage is read per tensor
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path / 'config.json'}: not a DeepSeek-V3 config ({type(e).__name__}: {e})") from None
     keys = reader.keys()
