@@ -95,3 +95,29 @@ def test_top_components_uncentered_is_truncated_svd():
     comps, _ = F.top_components(X, 2, center=False)
     _, _, Vt = np.linalg.svd(X, full_matrices=False)
     np.testing.assert_allclose(np.abs(comps.numpy()), np.abs(Vt[:2]), atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 1000])
+def test_numpy_and_torch_moment_paths_equal_the_two_pass_reference(zipf_data, chunk):
+    # the fast paths (CPU: augmented syrk in numpy; other devices: shifted torch pass) against the
+    # textbook two-pass float64 moments, with a large offset that a one-pass formula would cancel badly
+    X, p = zipf_data
+    X = X + 1e4
+    mu_ref = p @ X
+    C_ref = ((X - mu_ref) * p[:, None]).T @ (X - mu_ref)
+    ch = chunk or F.CHUNK_ELEMENTS // X.shape[1]
+    for fn in (F._moments_numpy, F._moments_torch):
+        mu, C = fn(torch.from_numpy(X), torch.from_numpy(p), ch)
+        np.testing.assert_allclose(mu.numpy(), mu_ref, rtol=1e-13)
+        np.testing.assert_allclose(C.numpy(), C_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_null_tolerance_drops_only_noise(zipf_data):
+    X, p = zipf_data
+    mu, C = F.weighted_moments(X, p)
+    _, lam, scale = F.whitening_from_moments(C, atol=F.null_tolerance(C, mu, len(X)))
+    assert torch.all(scale > 0)  # real data: nothing dropped
+    mu1, C1 = F.weighted_moments(np.ones((50, 8)))
+    assert float(C1.abs().max()) == 0.0  # the shift makes a constant X exact
+    _, _, s1 = F.whitening_from_moments(C1, atol=F.null_tolerance(C1, mu1, 50))
+    assert torch.all(s1 == 0)

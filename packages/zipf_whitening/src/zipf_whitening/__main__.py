@@ -1,49 +1,36 @@
-"""Command line: ``python -m zipf_whitening {reproduce,bench} ...``.
+"""Command line: ``python -m zipf_whitening {reproduce,list,tables} ...``.
 
-* ``reproduce [--full] [--only NAME ...] [--out DIR]``: the package's reproductions (same as
-  ``papercommon reproduce zipf_whitening``).
-* ``bench [--quick] [--out FILE]``: fit + transform speed on all 400k GloVe vectors vs PCA(whiten=True).
-* ``tables [RESULTS]``: the README's tables, rendered from the JSON records.
+* ``reproduce [--quick|--full] [--only NAME ...] [--out DIR] [--seed N]``: the package's reproductions
+  (same as ``papercommon reproduce zipf_whitening``).
+* ``tables [--out DIR]``: the README's tables, rendered from the records of a ``reproduce --out DIR`` run;
+  exits 1 naming the file when a record is missing or corrupt.
+
+The fit speed is a benchmark: ``uv run python benchmarks/run.py cpu --only zipf_whitening``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from papercommon.cli import Command, package_main
+
+
+def _tables_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="packages/zipf_whitening/results/quick", metavar="DIR",
+                   help="the --out folder of a reproduce run (default: the committed quick records)")
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from zipf_whitening.report import render_tables
+
+    print(render_tables(args.out))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zipf_whitening")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    rp = sub.add_parser("reproduce", help="run the reproductions")
-    rp.add_argument("--full", action="store_true", help="the full setting (default: quick)")
-    rp.add_argument("--only", nargs="*", help="reproduction names")
-    rp.add_argument("--out", default="reproductions")
-    bp = sub.add_parser("bench", help="fit/transform speed on 400k GloVe vectors")
-    bp.add_argument("--quick", action="store_true")
-    bp.add_argument("--out", default=None, help="write the JSON record here")
-    tp = sub.add_parser("tables", help="render the README tables from a results folder")
-    tp.add_argument("results", nargs="?", default="packages/zipf_whitening/results")
-    args = ap.parse_args(argv)
-    if args.cmd == "tables":
-        from zipf_whitening.report import render_tables
-
-        print(render_tables(args.results))
-        return 0
-    if args.cmd == "reproduce":
-        from papercommon.reproduce import main as papercommon_main
-
-        extra = ["--full"] if args.full else []
-        only = ["--only", *args.only] if args.only else []
-        return papercommon_main(["reproduce", "zipf_whitening", *extra, *only, "--out", args.out])
-    from zipf_whitening.bench import benchmark_fit
-
-    rec = benchmark_fit(quick=args.quick)
-    if args.out:
-        rec.save(args.out)
-    print(json.dumps(rec.metrics, indent=2))
-    return 0
+    return package_main("zipf_whitening", [Command("tables", "render the README tables from the records", _tables,
+                                                   _tables_args)], argv)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from papercommon.checks import check_choice, check_int, check_positive, check_range
+from papercommon.config import Config
 
 _LAYERS = ("last", "first_last")
 _PRIORS = ("token", "type")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ZipfWhiteningConfig:
+class ZipfWhiteningConfig(Config):
     """Hyper-parameters of the static and contextual evaluations.
 
     The transformers themselves (:mod:`zipf_whitening.estimators`) take their own constructor
@@ -38,27 +40,10 @@ class ZipfWhiteningConfig:
     # Texts per forward pass.
     batch_size: int = 16
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.eps < 1:
-            raise ValueError(f"eps must be in [0, 1), got {self.eps}")
-        if not self.sif_a > 0:
-            raise ValueError(f"sif_a must be > 0, got {self.sif_a}")
+    def validate(self) -> None:
+        check_range("eps", self.eps, 0.0, 1.0, inclusive=(True, False))
+        check_positive("sif_a", self.sif_a)
         for name in ("sif_components", "abtt_components", "usif_n", "usif_components", "max_length", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.wordlist not in ("small", "large", "best"):
-            raise ValueError(f"wordlist must be one of 'small', 'large', 'best', got {self.wordlist!r}")
-        if self.layers not in _LAYERS:
-            raise ValueError(f"layers must be one of {_LAYERS}, got {self.layers!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ZipfWhiteningConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        return cls(**d)
+            check_int(name, getattr(self, name))
+        check_choice("wordlist", self.wordlist, ("small", "large", "best"))
+        check_choice("layers", self.layers, _LAYERS)

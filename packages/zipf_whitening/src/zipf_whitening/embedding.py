@@ -36,7 +36,7 @@ from zipf_whitening.estimators import (
     ZipfianWhitening,
 )
 
-__all__ = ["tokenize", "load_glove_wordfreq", "DocumentEmbedder", "METHODS", "make_embedder"]
+__all__ = ["tokenize", "load_glove_wordfreq", "load_glove_400k", "DocumentEmbedder", "METHODS", "make_embedder"]
 
 _CONTRACTIONS = re.compile(r"n't\b")
 _CLITIC = re.compile(r"'(s|re|ve|ll|d|m)\b")
@@ -76,6 +76,18 @@ def load_glove_wordfreq(wordlist: str = "large", lang: str = "en") -> tuple[np.n
     kept_words = [w for w, k in zip(words, keep) if k]
     p = np.array([freq[w] for w in kept_words], dtype=np.float64)
     return np.ascontiguousarray(vectors[keep]), kept_words, p / p.sum()
+
+
+def load_glove_400k() -> tuple[np.ndarray, np.ndarray]:
+    """All 400k GloVe 6B 50-d vectors (float32) and a prior over them: wordfreq's p where the word has
+    one, the smallest wordfreq p elsewhere (renormalised). The benchmark data of the fit speed."""
+    from papercommon.data import glove, word_frequencies
+
+    vectors, words = glove()
+    freq = word_frequencies("en", "large")
+    floor = min(freq.values())
+    p = np.array([freq.get(w, floor) for w in words], dtype=np.float64)
+    return vectors, p / p.sum()
 
 
 def _is_fitted(est: Any) -> bool:
@@ -125,10 +137,17 @@ class DocumentEmbedder:
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.shape[0] != len(words):
             raise ValueError(f"vectors must be (len(words), d) = ({len(words)}, d), got {vectors.shape}")
+        if not np.issubdtype(vectors.dtype, np.number) or not np.isfinite(vectors).all():
+            bad = int((~np.isfinite(vectors)).sum()) if np.issubdtype(vectors.dtype, np.number) else "non-numeric"
+            raise ValueError(f"vectors: expected finite numbers, got {bad} NaN or inf entries")
         if word_prob is not None:
             word_prob = np.asarray(word_prob, dtype=np.float64)
             if word_prob.shape != (len(words),):
                 raise ValueError(f"word_prob must have shape ({len(words)},), got {word_prob.shape}")
+            if not np.isfinite(word_prob).all() or (word_prob < 0).any() or word_prob.sum() <= 0:
+                raise ValueError("word_prob: expected finite non-negative weights with a positive sum, got "
+                                 f"{int((~np.isfinite(word_prob)).sum())} NaN/inf and {int((word_prob < 0).sum())} "
+                                 f"negative value(s), sum {word_prob.sum()!r}")
         if on_empty not in ("zero", "raise"):
             raise ValueError(f"on_empty must be 'zero' or 'raise', got {on_empty!r}")
         if isinstance(word_weights, str) and word_weights not in ("sif", "usif"):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from papercommon.checks import check_int, check_positive
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -109,6 +110,9 @@ class _Base(TransformerMixin, BaseEstimator):
         if isinstance(X, torch.Tensor):
             if X.ndim != 2 or X.shape[1] != n_expected:
                 raise ValueError(f"{name}.inverse_transform: expected shape (n, {n_expected}), got {tuple(X.shape)}")
+            if X.is_floating_point() and not torch.isfinite(X).all():
+                raise ValueError(f"{name}.inverse_transform: X: expected finite values, got "
+                                 f"{int((~torch.isfinite(X)).sum())} NaN or inf entries")
             return X, _IO(True, X.dtype if X.is_floating_point() else torch.float64, X.device)
         X = check_array(X, dtype=[np.float64, np.float32])
         if X.shape[1] != n_expected:
@@ -152,7 +156,8 @@ class _Whitening(ClassNamePrefixFeaturesOutMixin, _Base):
         mu, C = F.weighted_moments(Xt, p)
         if self._ddof:
             C = C * (n / (n - self._ddof))
-        comps, lam, scale = F.whitening_from_moments(C, n_components=k, eps=float(self.eps))
+        comps, lam, scale = F.whitening_from_moments(C, n_components=k, eps=float(self.eps),
+                                                     atol=F.null_tolerance(C, mu, n))
         self.mean_ = mu.cpu().numpy()
         self.components_ = comps.cpu().numpy()
         self.explained_variance_ = lam.cpu().numpy()
@@ -331,6 +336,7 @@ class AllButTheTop(OneToOneFeatureMixin, _Base):
 class _ComponentRemoval(OneToOneFeatureMixin, _Base):
     def fit(self, X, y=None):
         """Fit the top principal directions of the (uncentred) sentence embeddings, as SIF's TruncatedSVD."""
+        self._check_params()
         Xt, _ = self._input(X, reset=True)
         k = _check_k(type(self).__name__, self.n_components, Xt.shape[1])
         comps, energy = F.top_components(Xt, k, center=False)
@@ -365,11 +371,15 @@ class SIF(_ComponentRemoval):
         self.a = a
         self.n_components = n_components
 
+    def _check_params(self) -> None:
+        check_positive("SIF: a", self.a)
+
     def _component_weights(self, energy: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(energy)
 
     def word_weights(self, p) -> np.ndarray:
         """``a / (a + p(w))`` for word probabilities ``p``."""
+        self._check_params()
         return F.sif_weights(p, self.a).numpy()
 
 
@@ -389,10 +399,14 @@ class USIF(_ComponentRemoval):
         self.n = n
         self.n_components = n_components
 
+    def _check_params(self) -> None:
+        check_int("USIF: n", self.n, min_value=1)
+
     def _component_weights(self, energy: torch.Tensor) -> torch.Tensor:
         total = energy.sum()
         return energy / total if total > 0 else torch.zeros_like(energy)
 
     def word_weights(self, p) -> np.ndarray:
         """``a / (a/2 + p(w))`` with ``a = (1 - alpha) / (alpha |V|/2)`` from ``p`` (Sec. 4)."""
+        self._check_params()
         return F.usif_weights(p, self.n).numpy()

@@ -6,9 +6,10 @@
 * ``minilm-tokens``: token-level (implicitly Zipfian) vs type-level (pseudo-uniform) whitening of
   all-MiniLM-L6-v2 token vectors on the Lee documents (Sec. 5, Table 3).
 * ``sts``: the paper's STS tasks through Hugging Face ``datasets`` (skipped offline, with the reason).
-* ``fit-speed``: fit + transform on all 400k GloVe vectors vs ``PCA(whiten=True)``.
-
-Each writes a detailed :class:`papercommon.bench.Record` (JSON) and figures next to the claims.
+Each writes a detailed record ``<name>.data.json`` (:func:`papercommon.records.write_record`) and its
+figure next to the claims record ``<name>.json`` that ``papercommon reproduce`` writes. Everything is
+deterministic (no sampling), so ``--seed`` changes nothing and one run is the whole spread. The fit
+speed is a benchmark, not a reproduction: ``uv run python benchmarks/run.py cpu --only zipf_whitening``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from papercommon.bench import Record
+from papercommon.figures import figure
 from papercommon.metrics import spearman
+from papercommon.records import write_record
 from papercommon.reproduce import Claim, reproduction
 
 from zipf_whitening.config import ZipfWhiteningConfig
@@ -38,15 +40,6 @@ PAPER_GLOVE840B_STS_AVG = {"raw": 52.69, "uniform_centering": 50.87, "uniform_wh
 #: Word spaces whose symmetry is scored (SIF/uSIF act on sentences, not on the word space).
 WORD_SPACES = ("raw", "uniform_centering", "zipfian_centering", "uniform_whitening", "zipfian_whitening", "abtt")
 SCORES = ("sym1_zipf", "sym2_zipf", "sym1_uniform", "sym2_uniform", "isoscore", "one_minus_avg_cos")
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def evaluate_glove(config: ZipfWhiteningConfig | None = None, methods=METHODS) -> dict:
@@ -77,62 +70,70 @@ def evaluate_glove(config: ZipfWhiteningConfig | None = None, methods=METHODS) -
 
 
 def _plot_glove(res: dict, path: Path) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    methods = list(res["scores"])
-    x = np.arange(len(methods))
-    for i, task in enumerate(("lee", "wordsim353", "simlex999")):
-        axes[0].bar(x + (i - 1) * 0.27, [res["scores"][m][task] for m in methods], 0.27, label=task)
-    axes[0].set_xticks(x, methods, rotation=30, ha="right")
-    axes[0].set_ylabel("Spearman")
-    axes[0].set_title("GloVe 6B 50d + wordfreq")
-    axes[0].legend()
-    spaces = list(res["symmetry"])
-    perf = [res["scores"][m]["mean"] for m in spaces]
-    for s, mk in (("sym1_zipf", "o"), ("sym2_zipf", "s"), ("sym1_uniform", "x"), ("sym2_uniform", "+")):
-        axes[1].scatter([res["symmetry"][m][s] for m in spaces], perf, marker=mk,
-                        label=f"{s} (rho={res['symmetry_vs_performance'][s]:.2f})")
-    for m in spaces:
-        axes[1].annotate(m, (res["symmetry"][m]["sym2_zipf"], res["scores"][m]["mean"]), fontsize=7)
-    axes[1].set_xlabel("symmetry score")
-    axes[1].set_ylabel("mean Spearman (3 tasks)")
-    axes[1].set_title("symmetry vs performance")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, ncols=2, figsize=(13, 4.2)) as axes:
+        methods = list(res["scores"])
+        x = np.arange(len(methods))
+        for i, task in enumerate(("lee", "wordsim353", "simlex999")):
+            axes[0].bar(x + (i - 1) * 0.27, [res["scores"][m][task] for m in methods], 0.27, label=task)
+        axes[0].set_xticks(x, methods, rotation=30, ha="right")
+        axes[0].set_ylabel("Spearman")
+        axes[0].set_title("GloVe 6B 50d + wordfreq")
+        spaces = list(res["symmetry"])
+        perf = [res["scores"][m]["mean"] for m in spaces]
+        for s, mk in (("sym1_zipf", "o"), ("sym2_zipf", "s"), ("sym1_uniform", "x"), ("sym2_uniform", "+")):
+            axes[1].scatter([res["symmetry"][m][s] for m in spaces], perf, marker=mk,
+                            label=f"{s} (rho={res['symmetry_vs_performance'][s]:.2f})")
+        for m in spaces:
+            axes[1].annotate(m, (res["symmetry"][m]["sym2_zipf"], res["scores"][m]["mean"]), fontsize=7)
+        axes[1].set_xlabel("symmetry score")
+        axes[1].set_ylabel("mean Spearman (3 tasks)")
+        axes[1].set_title("symmetry vs performance")
+
+
+#: Largest |ours - official| Spearman accepted as "the same recipe" on our data: the official code's own
+#: float32 weighted mean drifts by 1e-2 over 227k rows (notes (e)) and its NLTK tokeniser differs from our
+#: regex one on the Lee documents; an independent numpy implementation gave 0.600 on Lee.
+OFFICIAL_TOLERANCE = 0.01
 
 
 @reproduction("glove-static", "GloVe + wordfreq: Lee docs, WordSim-353, SimLex-999 and symmetry scores (Table 1, Fig. 3)")
-def glove_static(quick: bool, out: Path) -> list[Claim]:
+def glove_static(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     cfg = ZipfWhiteningConfig()
     res = evaluate_glove(cfg)
-    Record("zipf_whitening/glove-static", config={**cfg.to_dict(), "data": "glove-6B-50d x wordfreq-large"},
-           metrics=res).save(out / "glove_static_record.json")
-    _plot_glove(res, out / "glove_static.png")
+    write_record(out, "glove-static.data", config={**cfg.to_dict(), "data": "glove-6B-50d x wordfreq-large"},
+                 metrics=res)
+    _plot_glove(res, out / "glove-static.png")
     S = res["scores"]
+    det = "deterministic (1 run is the spread)"
     claims = []
     for task in ("lee", "wordsim353", "simlex999"):
         zw, uw, raw = S["zipfian_whitening"][task], S["uniform_whitening"][task], S["raw"][task]
         claims.append(Claim("Table 1", f"{task} Spearman: Zipfian whitening vs uniform whitening / raw",
-                            "ZW > UW and ZW > raw", {"zipfian": zw, "uniform": uw, "raw": raw},
-                            holds=zw > uw and zw > raw, note="GloVe 6B 50d, p from wordfreq (paper: GloVe-840B, enwiki)"))
+                            "ZW > UW and ZW > raw", {"zipfian": round(zw, 4), "uniform": round(uw, 4), "raw": round(raw, 4)},
+                            holds=zw > uw and zw > raw,
+                            note=f"GloVe 6B 50d, p from wordfreq (paper: GloVe-840B, enwiki); {det}"))
         off = OFFICIAL_ON_OUR_DATA[task]["zipfian_whitening"]
-        claims.append(Claim("notes (e)", f"{task} Spearman of Zipfian whitening vs the official code on our data",
-                            off, round(zw, 4), holds=round(zw, 3) >= off, note="match or beat the official classes"))
+        claims.append(Claim("notes (e)", f"{task} Spearman of Zipfian whitening: official code on our data vs ours",
+                            off, round(zw, 4), holds=abs(zw - off) <= OFFICIAL_TOLERANCE,
+                            note=f"delta {zw - off:+.4f}; gap from tokenisation (regex vs NLTK, Lee only) and the "
+                                 "official float32 mean; same vocabulary and p"))
     best_other = max(v["mean"] for k, v in S.items() if k != "zipfian_whitening")
     claims.append(Claim("Table 1", "mean Spearman (3 tasks): Zipfian whitening is the best method", "best",
                         {m: round(v["mean"], 4) for m, v in S.items()},
-                        holds=S["zipfian_whitening"]["mean"] > best_other))
+                        holds=S["zipfian_whitening"]["mean"] > best_other, note=det))
     sym = res["symmetry"]["zipfian_whitening"]
     claims.append(Claim("Sec. 3.2", "Zipfian sym1, sym2 after Zipfian whitening", 1.0,
-                        {"sym1_zipf": sym["sym1_zipf"], "sym2_zipf": sym["sym2_zipf"]},
-                        holds=min(sym["sym1_zipf"], sym["sym2_zipf"]) > 0.999))
+                        {"sym1_zipf": round(sym["sym1_zipf"], 6), "sym2_zipf": round(sym["sym2_zipf"], 6)},
+                        holds=min(sym["sym1_zipf"], sym["sym2_zipf"]) > 0.999, note=det))
+    # Fig. 3, one claim per moment: does the Zipfian score rank the 6 word spaces by task score better than
+    # the uniform score of the same moment?
     r = res["symmetry_vs_performance"]
-    zipf_r, unif_r = (r["sym1_zipf"] + r["sym2_zipf"]) / 2, (r["sym1_uniform"] + r["sym2_uniform"]) / 2
-    claims.append(Claim("Fig. 3", "Spearman(symmetry score, mean task score) over 6 word spaces: Zipfian vs uniform",
-                        "Zipfian > uniform", {k: round(v, 3) for k, v in r.items()}, holds=zipf_r > unif_r,
-                        note=f"mean of sym1/sym2: Zipfian {zipf_r:.3f}, uniform {unif_r:.3f}; only 6 spaces"))
+    for k, what in ((1, "1st moment (centrality)"), (2, "2nd moment (isotropy)")):
+        z, u = r[f"sym{k}_zipf"], r[f"sym{k}_uniform"]
+        claims.append(Claim("Fig. 3", f"Spearman(sym{k}, mean task score) over 6 word spaces, {what}: Zipfian vs uniform",
+                            "Zipfian > uniform", {"zipfian": round(z, 3), "uniform": round(u, 3)}, holds=z > u,
+                            note=f"6 spaces, {det}" + ("" if z > u else
+                                 "; real disagreement at this scale: only the 1st-moment score supports Fig. 3")))
     return claims
 
 
@@ -167,27 +168,21 @@ def norm_analysis(config: ZipfWhiteningConfig | None = None) -> dict:
 
 
 @reproduction("norms", "After Zipfian whitening, rare words have larger norms (Sec. 6)")
-def norms(quick: bool, out: Path) -> list[Claim]:
+def norms(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     res = norm_analysis()
     rho = res["spearman_norm_vs_info"]
-    Record("zipf_whitening/norms", config={"data": "glove-6B-50d x wordfreq-large", "top_k": list(NORM_TOP_K)},
-           metrics={k: res[k] for k in ("spearman_norm_vs_info", "mean_norm_per_decade", "decades")}
-           ).save(out / "norms_record.json")
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
+    write_record(out, "norms.data", config={"data": "glove-6B-50d x wordfreq-large", "top_k": list(NORM_TOP_K)},
+                 metrics={k: res[k] for k in ("spearman_norm_vs_info", "mean_norm_per_decade", "decades")})
     lp = res["log10_p"]
-    idx = np.random.default_rng(0).choice(len(lp), size=min(len(lp), 30000), replace=False)
-    for ax, (m, nrm) in zip(axes, res["norms"].items()):
-        ax.hexbin(lp[idx], nrm[idx], gridsize=60, bins="log", cmap="viridis")
-        centers = [float(d[2:]) + 0.5 for d in res["decades"]]
-        ax.plot(centers, res["mean_norm_per_decade"][m], "r-o", ms=3, label="mean per decade")
-        ax.set_title(f"{m} (rho top50k={rho[m]['top50000']:.2f})", fontsize=9)
-        ax.set_xlabel("log10 p(w)")
-    axes[0].set_ylabel("||w||")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "norms.png", dpi=120)
-    plt.close(fig)
+    idx = np.random.default_rng(seed).choice(len(lp), size=min(len(lp), 30000), replace=False)  # plot sample only
+    with figure(out / "norms.png", ncols=3, figsize=(13, 3.8), sharex=True) as axes:
+        for ax, (m, nrm) in zip(axes, res["norms"].items()):
+            ax.hexbin(lp[idx], nrm[idx], gridsize=60, bins="log", cmap="viridis")
+            centers = [float(d[2:]) + 0.5 for d in res["decades"]]
+            ax.plot(centers, res["mean_norm_per_decade"][m], "r-o", ms=3, label="mean per decade")
+            ax.set_title(f"{m} (rho top50k={rho[m]['top50000']:.2f})", fontsize=9)
+            ax.set_xlabel("log10 p(w)")
+        axes[0].set_ylabel("||w||")
     z = rho["zipfian_whitening"]
     return [
         Claim("Sec. 6", "Spearman(||w~||, -log p(w)) after Zipfian whitening, 50k most frequent words",
@@ -195,7 +190,8 @@ def norms(quick: bool, out: Path) -> list[Claim]:
               note=f"top 10k {z['top10000']:.3f}; all 228k {z['all']:.3f} (the norm plateaus below p ~ 1e-7)"),
         Claim("Sec. 6", "norm/information Spearman (50k words): Zipfian vs uniform whitening and raw",
               "Zipfian strongest", {k: round(v["top50000"], 4) for k, v in rho.items()},
-              holds=z["top50000"] > max(rho["uniform_whitening"]["top50000"], rho["raw"]["top50000"])),
+              holds=z["top50000"] > max(rho["uniform_whitening"]["top50000"], rho["raw"]["top50000"]),
+              note="deterministic (1 run is the spread)"),
     ]
 
 
@@ -223,13 +219,13 @@ def evaluate_minilm(config: ZipfWhiteningConfig | None = None, layers: tuple[str
 
 
 @reproduction("minilm-tokens", "MiniLM token-level (Zipfian) vs type-level (pseudo-uniform) whitening on Lee docs (Sec. 5)")
-def minilm_tokens(quick: bool, out: Path) -> list[Claim]:
+def minilm_tokens(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     cfg = ZipfWhiteningConfig()
     layers = ("last",) if quick else ("last", "first_last")
     res = evaluate_minilm(cfg, layers)
-    Record("zipf_whitening/minilm-tokens", config={**cfg.to_dict(), "layers": list(layers), "model": "all-MiniLM-L6-v2",
-                                                   "fit_on": "the 50 Lee documents' own tokens"},
-           metrics=res).save(out / "minilm_tokens_record.json")
+    write_record(out, "minilm-tokens.data", config={**cfg.to_dict(), "layers": list(layers),
+                                                    "model": "all-MiniLM-L6-v2",
+                                                    "fit_on": "the 50 Lee documents' own tokens"}, metrics=res)
     claims = []
     for layer, r in res.items():
         claims.append(Claim("Table 3", f"Lee Spearman, MiniLM {layer}: token-level (Zipfian) vs type-level whitening",
@@ -243,7 +239,7 @@ def minilm_tokens(quick: bool, out: Path) -> list[Claim]:
 
 
 @reproduction("sts", "STS12-16, STS-B, SICK-R through Hugging Face datasets (needs a network)")
-def sts(quick: bool, out: Path) -> list[Claim]:
+def sts(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     from zipf_whitening.sts import STS_TASKS, STSUnavailableError, evaluate_sts
 
     tasks = ("stsb",) if quick else STS_TASKS
@@ -252,28 +248,11 @@ def sts(quick: bool, out: Path) -> list[Claim]:
     except STSUnavailableError as e:
         return [Claim("Table 1", "STS Spearman x100 (GloVe, 7 tasks)", PAPER_GLOVE840B_STS_AVG, "skipped",
                       holds=None, note=f"skipped: {e}")]
-    Record("zipf_whitening/sts", config={"tasks": list(tasks)}, metrics=res).save(out / "sts_record.json")
+    write_record(out, "sts.data", config={"tasks": list(tasks)}, metrics=res)
     avg = res["average"]
     return [Claim("Table 1", f"STS Spearman x100, average over {len(tasks)} task(s): Zipfian > uniform whitening",
                   PAPER_GLOVE840B_STS_AVG["zipfian_whitening"], avg,
                   holds=avg["zipfian_whitening"] > avg["uniform_whitening"], note="GloVe 6B 50d (paper: 840B 300d)")]
 
 
-@reproduction("fit-speed", "Fit + transform all 400k GloVe vectors vs sklearn PCA(whiten=True)")
-def fit_speed(quick: bool, out: Path) -> list[Claim]:
-    from zipf_whitening.bench import benchmark_fit
-
-    rec = benchmark_fit(quick=quick)
-    rec.save(out / "bench_fit_record.json")
-    m = rec.metrics
-    return [Claim("issue", "seconds to fit + transform 400k x 50 (ZipfianWhitening, numpy float32)", "seconds, not minutes",
-                  round(m["zipfian_numpy_s"], 3), holds=m["zipfian_numpy_s"] < 30,
-                  note=f"sklearn PCA(whiten=True): {m['sklearn_pca_whiten_s']:.3f} s; official SVD recipe: "
-                       f"{m['official_svd_recipe_s']:.3f} s; CPU s ours/PCA: {m['zipfian_numpy_cpu_s']:.2f}/"
-                       f"{m['sklearn_pca_whiten_cpu_s']:.2f}"),
-            Claim("issue", "max |ZipfianWhitening (float32 in) - official recipe (float64)| on 400k GloVe", "small",
-                  m["max_abs_diff_zipfian_vs_official_recipe64"],
-                  holds=m["max_abs_diff_zipfian_vs_official_recipe64"] < 1e-3)]
-
-
-REPRODUCTIONS = [glove_static, norms, minilm_tokens, sts, fit_speed]
+REPRODUCTIONS = [glove_static, norms, minilm_tokens, sts]
