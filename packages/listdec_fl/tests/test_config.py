@@ -70,5 +70,5 @@ def test_round_trip():
     assert SimConfig.from_dict(s.to_dict()) == s
     c = ListDecConfig(alpha=0.8, byzantine_vote="random")
     assert ListDecConfig.from_dict(c.to_dict()) == c
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         ListDecConfig.from_dict({"alpha": 0.5, "beta": 1})

@@ -2,15 +2,19 @@
 
 Defaults follow the official code (jerry907/LiD-List-Decodable-Federated-Learning, `scripts/iid_lr.sh`,
 `scripts/sigmdl.sh`, `main_fl.py`) and the paper (Liu et al., AAAI 2025, Sec. 5 "Experiments").
-Every config is a frozen, keyword-only dataclass validated in ``__post_init__`` with ``to_dict`` /
-``from_dict`` so result records embed it.
+Every config is a frozen, keyword-only ``papercommon.config.Config`` (``to_dict`` / ``from_dict`` / ``replace``
+written once there) whose ``validate`` rejects bad values with ``papercommon.checks`` messages
+("name: expected X, got Y").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from papercommon.checks import check_choice, check_int, check_positive, check_range
+from papercommon.config import Config
 
 ATTACKS = ("none", "signflip", "gauss", "labelflip", "ipm", "alie", "omniscient")
 AGGREGATORS = ("fedavg", "median", "trimmed_mean", "geomed", "krum", "multikrum", "normclip")
@@ -21,20 +25,12 @@ BYZANTINE_VOTES = ("worst", "random")
 
 def _check(cond: bool, what: str, expected: str, given: Any) -> None:
     if not cond:
-        raise ValueError(f"{what}: expected {expected}, given {given!r}")
+        raise ValueError(f"{what}: expected {expected}, got {given!r}")
 
 
-class _Serializable:
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"{cls.__name__}.from_dict: unknown keys {sorted(unknown)}; expected a subset of {sorted(names)}")
-        return cls(**d)
+def _alpha(name: str, alpha: Any) -> float:
+    return check_range(f"{name} (fraction of malicious clients, 0 <= alpha < 1)", alpha, 0.0, 1.0,
+                       inclusive=(True, False))
 
 
 def list_size_for(alpha: float) -> int:
@@ -46,13 +42,14 @@ def list_size_for(alpha: float) -> int:
 
     Paper: Sec. 4, list size k = floor(1/(1-alpha)).
     """
-    _check(0.0 <= alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", alpha)
+    _alpha("alpha", alpha)
     return int(math.floor(1.0 / (1.0 - alpha) + 1e-9))
 
 
 def num_byzantine(alpha: float, n_clients: int) -> int:
     """floor(alpha * n) malicious clients, as the official ``sample_corp_locals``."""
-    _check(0.0 <= alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", alpha)
+    _alpha("alpha", alpha)
+    check_int("n_clients", n_clients)
     return int(math.floor(alpha * n_clients + 1e-9))
 
 
@@ -71,7 +68,7 @@ def check_alpha_match(sim_alpha: float, cfg: ListDecConfig, where: str = "run_li
 
 
 @dataclass(frozen=True, kw_only=True)
-class ListDecConfig(_Serializable):
+class ListDecConfig(Config):
     """LiD-FL (Algorithm 1) hyper-parameters.
 
     Args:
@@ -97,16 +94,16 @@ class ListDecConfig(_Serializable):
     momentum: float = 0.9
     valid_fraction: float = 0.2
 
-    def __post_init__(self) -> None:
-        _check(0.0 <= self.alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", self.alpha)
-        _check(self.list_size is None or (isinstance(self.list_size, int) and self.list_size >= 1),
-               "list_size", "None or an int >= 1", self.list_size)
-        _check(self.byzantine_vote in BYZANTINE_VOTES, "byzantine_vote", f"one of {BYZANTINE_VOTES}", self.byzantine_vote)
-        _check(self.local_steps >= 1, "local_steps", ">= 1", self.local_steps)
-        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        _check(self.lr > 0, "lr", "> 0", self.lr)
-        _check(0.0 <= self.momentum < 1.0, "momentum", "0 <= momentum < 1", self.momentum)
-        _check(0.0 < self.valid_fraction < 1.0, "valid_fraction", "0 < valid_fraction < 1", self.valid_fraction)
+    def validate(self) -> None:
+        _alpha("alpha", self.alpha)
+        if self.list_size is not None:
+            check_int("list_size", self.list_size)
+        check_choice("byzantine_vote", self.byzantine_vote, BYZANTINE_VOTES)
+        check_int("local_steps", self.local_steps)
+        check_int("batch_size", self.batch_size)
+        check_positive("lr", self.lr)
+        check_range("momentum", self.momentum, 0.0, 1.0, inclusive=(True, False))
+        check_range("valid_fraction", self.valid_fraction, 0.0, 1.0, inclusive=(False, False))
 
     @property
     def k(self) -> int:
@@ -115,7 +112,7 @@ class ListDecConfig(_Serializable):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AttackConfig(_Serializable):
+class AttackConfig(Config):
     """A Byzantine attack (official ``--at``).
 
     Args:
@@ -134,14 +131,15 @@ class AttackConfig(_Serializable):
     ipm_epsilon: float = 1.1
     alie_z: float | None = 20.0
 
-    def __post_init__(self) -> None:
-        _check(self.name in ATTACKS, "attack name", f"one of {ATTACKS}", self.name)
-        _check(self.ipm_epsilon > 0, "ipm_epsilon", "> 0", self.ipm_epsilon)
-        _check(self.alie_z is None or self.alie_z >= 0, "alie_z", "None or >= 0", self.alie_z)
+    def validate(self) -> None:
+        check_choice("attack name", self.name, ATTACKS)
+        check_positive("ipm_epsilon", self.ipm_epsilon)
+        if self.alie_z is not None:
+            check_positive("alie_z", self.alie_z, allow_zero=True)
 
 
 @dataclass(frozen=True, kw_only=True)
-class BaselineConfig(_Serializable):
+class BaselineConfig(Config):
     """A single-model robust aggregation baseline (official ``Algorithms/SigMdl``): every client trains
     each round and the server aggregates all n updates.
 
@@ -169,22 +167,24 @@ class BaselineConfig(_Serializable):
     krum_f: int | None = None
     multikrum_m: int | None = None
 
-    def __post_init__(self) -> None:
-        _check(self.aggregator in AGGREGATORS, "aggregator", f"one of {AGGREGATORS}", self.aggregator)
-        _check(self.local_steps >= 1, "local_steps", ">= 1", self.local_steps)
-        _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
-        _check(self.lr > 0, "lr", "> 0", self.lr)
-        _check(0.0 <= self.momentum < 1.0, "momentum", "0 <= momentum < 1", self.momentum)
-        _check(self.trim_fraction is None or 0.0 <= self.trim_fraction < 1.0,
-               "trim_fraction", "None or in [0, 1)", self.trim_fraction)
-        _check(self.geomed_iters >= 1, "geomed_iters", ">= 1", self.geomed_iters)
-        _check(self.norm_bound > 0, "norm_bound", "> 0", self.norm_bound)
-        _check(self.krum_f is None or self.krum_f >= 0, "krum_f", "None or >= 0", self.krum_f)
-        _check(self.multikrum_m is None or self.multikrum_m >= 1, "multikrum_m", "None or >= 1", self.multikrum_m)
+    def validate(self) -> None:
+        check_choice("aggregator", self.aggregator, AGGREGATORS)
+        check_int("local_steps", self.local_steps)
+        check_int("batch_size", self.batch_size)
+        check_positive("lr", self.lr)
+        check_range("momentum", self.momentum, 0.0, 1.0, inclusive=(True, False))
+        if self.trim_fraction is not None:
+            check_range("trim_fraction", self.trim_fraction, 0.0, 1.0, inclusive=(True, False))
+        check_int("geomed_iters", self.geomed_iters)
+        check_positive("norm_bound", self.norm_bound)
+        if self.krum_f is not None:
+            check_int("krum_f", self.krum_f, min_value=0)
+        if self.multikrum_m is not None:
+            check_int("multikrum_m", self.multikrum_m)
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimConfig(_Serializable):
+class SimConfig(Config):
     """The federated setting of the simulator.
 
     Args:
@@ -216,16 +216,19 @@ class SimConfig(_Serializable):
     def __post_init__(self) -> None:
         if isinstance(self.attack, dict):
             object.__setattr__(self, "attack", AttackConfig.from_dict(self.attack))
+        super().__post_init__()
+
+    def validate(self) -> None:
         _check(isinstance(self.attack, AttackConfig), "attack", "an AttackConfig", self.attack)
-        _check(self.n_clients >= 2, "n_clients", ">= 2", self.n_clients)
-        _check(0.0 <= self.alpha < 1.0, "alpha (fraction of malicious clients)", "0 <= alpha < 1", self.alpha)
-        _check(self.model in MODELS, "model", f"one of {MODELS}", self.model)
-        _check(self.partition in PARTITIONS, "partition", f"one of {PARTITIONS}", self.partition)
-        _check(self.dirichlet_alpha > 0, "dirichlet_alpha", "> 0", self.dirichlet_alpha)
-        _check(self.rounds >= 1, "rounds", ">= 1", self.rounds)
-        _check(self.eval_every >= 1, "eval_every", ">= 1", self.eval_every)
-        _check(self.max_train is None or self.max_train >= self.n_clients, "max_train",
-               f"None or >= n_clients ({self.n_clients})", self.max_train)
+        check_int("n_clients", self.n_clients, min_value=2)
+        _alpha("alpha", self.alpha)
+        check_choice("model", self.model, MODELS)
+        check_choice("partition", self.partition, PARTITIONS)
+        check_positive("dirichlet_alpha", self.dirichlet_alpha)
+        check_int("rounds", self.rounds)
+        check_int("eval_every", self.eval_every)
+        if self.max_train is not None:
+            check_int("max_train", self.max_train, min_value=self.n_clients)
         _check(self.alpha == 0 or self.attack.name == "none" or num_byzantine(self.alpha, self.n_clients) >= 1,
                "floor(alpha * n_clients) malicious clients", "at least 1 when alpha > 0 under an attack (too few clients)",
                (self.alpha, self.n_clients))

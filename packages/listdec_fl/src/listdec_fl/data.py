@@ -63,6 +63,20 @@ class FederatedData:
         m = self.valid_owner == i
         return self.train_x[i, :n], self.train_y[i, :n], self.valid_x[m], self.valid_y[m]
 
+    def hold_out_test(self, n: int, seed: int = 0) -> tuple[FederatedData, tuple[Tensor, Tensor]]:
+        """Move ``n`` random test samples into a small trusted validation set held by the server.
+
+        Returns ``(data without those test samples, (trusted_x, trusted_y))``: selection rules that use the
+        trusted set are then scored on test samples they never saw.
+        """
+        N = int(self.test_y.shape[0])
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n < N:
+            raise ValueError(f"trusted set size: expected an int in [1, {N}) (test samples {N}), given {n!r}")
+        perm = torch.randperm(N, generator=torch.Generator().manual_seed(20_011 + seed)).to(self.test_y.device)
+        keep, held = perm[n:], perm[:n]
+        rest = FederatedData(**{**self.__dict__, "test_x": self.test_x[keep], "test_y": self.test_y[keep]})
+        return rest, (self.test_x[held], self.test_y[held])
+
     @classmethod
     def from_clients(cls, clients: Sequence[tuple[Tensor, Tensor]], test: tuple[Tensor, Tensor], *,
                      n_classes: int | None = None, valid_fraction: float = 0.2,

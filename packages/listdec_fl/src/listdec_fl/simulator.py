@@ -194,7 +194,8 @@ def attack_z(sim: SimConfig) -> float:
 
 
 def run_listdec(sim: SimConfig, cfg: ListDecConfig, data: FederatedData | None = None, *,
-                progress: bool = False, device: str | torch.device = "cpu") -> RunResult:
+                progress: bool = False, device: str | torch.device = "cpu",
+                trusted: tuple[Tensor, Tensor] | None = None) -> RunResult:
     """Run LiD-FL in the simulator.
 
     Args:
@@ -203,21 +204,27 @@ def run_listdec(sim: SimConfig, cfg: ListDecConfig, data: FederatedData | None =
         data: optional pre-loaded :class:`FederatedData` (else loaded from ``sim``).
         progress: show a tqdm bar.
         device: where the models and data live.
+        trusted: optional small trusted validation set ``(x, y)`` held by the server (e.g. from
+            :meth:`FederatedData.hold_out_test`), for the non-oracle selection rule ``trusted_accuracy``.
 
     Returns:
-        :class:`RunResult` with the best listed model's test accuracy every ``sim.eval_every`` rounds.
+        :class:`RunResult` with the best listed model's test accuracy (an oracle: it reads the test labels)
+        every ``sim.eval_every`` rounds, and in ``extra`` the non-oracle picks: ``voted_accuracy`` (the
+        most-voted model) and, with ``trusted``, ``trusted_accuracy`` (the listed model most accurate on
+        the trusted set, ties to its lower trusted loss).
 
     Paper: Algorithm 1; official ``scripts/iid_lr.sh``.
     """
-    return run_listdec_many([(sim, cfg)], data, progress=progress, device=device)[0]
+    return run_listdec_many([(sim, cfg)], data, progress=progress, device=device, trusted=trusted)[0]
 
 
 def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: FederatedData | None = None, *,
-                     progress: bool = False, device: str | torch.device = "cpu") -> list[RunResult]:
+                     progress: bool = False, device: str | torch.device = "cpu",
+                     trusted: tuple[Tensor, Tensor] | None = None) -> list[RunResult]:
     """Run several LiD-FL runs in lockstep, batching their local training, votes and tests.
 
     The runs must share the data split, model, rounds and local-training settings; they may differ in
-    alpha, attack, list size and Byzantine vote. Each run has its own random stream (seeded by
+    alpha, attack, list size and Byzantine vote (``trusted``: see :func:`run_listdec`). Each run has its own random stream (seeded by
     ``sim.seed``), so its numbers do not depend on the other runs in the batch (up to float rounding of
     batched matrix products).
     """
@@ -230,6 +237,13 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
     s0, c0 = runs[0]
     data = data_for(s0, c0.valid_fraction, data).to(device)
     model = model_for(s0, data)
+    if trusted is not None:
+        tx, ty = trusted
+        if not isinstance(tx, Tensor) or not isinstance(ty, Tensor) or tx.shape[0] != ty.shape[0] or ty.numel() < 1 \
+                or tuple(tx.shape[1:]) != data.in_shape:
+            raise ValueError(f"trusted: expected (x, y) tensors with >= 1 sample of shape {data.in_shape}, given "
+                             f"{tuple(getattr(tx, 'shape', ()))}, {tuple(getattr(ty, 'shape', ()))}")
+        tx, ty = tx.to(device), ty.to(device)
     n, G = s0.n_clients, len(runs)
     theta0 = model.init(1, torch.Generator().manual_seed(s0.seed))[0].to(device)
     L0 = client_valid_losses(model, theta0[None], data).cpu()  # (n, 1)
@@ -244,7 +258,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
             "L": L0.expand(n, k).clone(), "z": attack_z(sim), "kept": [],
             "res": RunResult("lidfl", {"sim": sim.to_dict(), "listdec": cfg.to_dict(), "k": k,
                                        "n_byzantine": sim.n_byzantine}),
-            "voted": [], "lists": [], "cleanfrac": [],
+            "voted": [], "trusted": [], "lists": [], "cleanfrac": [],
         })
 
     from tqdm.auto import tqdm
@@ -300,10 +314,21 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
             S["kept"].append(rm != ml.k)
         # test every eval_every rounds: all listed models of all runs in one call
         if t % s0.eval_every == 0 or t == s0.rounds:
-            accs = test_accuracy(model, torch.stack([m for S in st for m in S["ml"].models]), data).cpu()
+            allm = torch.stack([m for S in st for m in S["ml"].models])
+            accs = test_accuracy(model, allm, data).cpu()
+            if trusted is not None:
+                with torch.no_grad():
+                    tl = model.logits_shared(allm, tx)  # (M, N_t, C)
+                    t_acc = (tl.argmax(-1) == ty).float().mean(1).cpu()
+                    t_loss = F.cross_entropy(tl.transpose(1, 2), ty.expand(allm.shape[0], -1),
+                                             reduction="none").mean(1).nan_to_num(nan=1e9).cpu()
             off = 0
             for S in st:
                 k = S["ml"].k
+                if trusted is not None:
+                    ta, tlo = t_acc[off:off + k], t_loss[off:off + k]
+                    pick = min(range(k), key=lambda j: (-float(ta[j]), float(tlo[j])))
+                    S["trusted"].append(float(accs[off + pick]))
                 a = accs[off:off + k]
                 off += k
                 S["res"].rounds.append(t)
@@ -316,6 +341,7 @@ def run_listdec_many(runs: Sequence[tuple[SimConfig, ListDecConfig]], data: Fede
     for S in st:
         res = S["res"]
         res.extra = {"voted_accuracy": S["voted"], "list_accuracy": S["lists"],
+                     **({"trusted_accuracy": S["trusted"]} if trusted is not None else {}),
                      "new_kept_rate": sum(S["kept"]) / len(S["kept"]), "clean_in_list": S["cleanfrac"],
                      "history": S["ml"].history}
         res.seconds = dt / G
