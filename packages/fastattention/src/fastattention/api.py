@@ -7,12 +7,40 @@ import warnings
 
 import torch
 
+from fastattention import fast
 from fastattention.config import DEFAULT_TILING, TilingConfig
 from fastattention.functional import attention_reference, tiled_attention_backward, tiled_attention_forward
 from fastattention.masks import TilingMask, make_mask
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class _FlashPieces(torch.autograd.Function):
+    """Autograd wrapper of the CPU fast path (:mod:`fastattention.fast`): saves O and LSE, never P."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, dense, scale, tiling, off):
+        pieces = fast.plan(mask, q.shape[2], k.shape[2], off, block_m=tiling.block_m, block_n=tiling.block_n,
+                           dense=dense is not None)
+        o, lse = fast.flash_forward(q, k, v, pieces, scale=scale, mask=mask, dense=dense, off=off)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.pieces, ctx.mask, ctx.dense, ctx.scale, ctx.tiling, ctx.off = pieces, mask, dense, scale, tiling, off
+        ctx.set_materialize_grads(False)
+        return o, lse
+
+    @staticmethod
+    def backward(ctx, do, dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros_like(o)
+        if dlse is not None:  # the kernel's backward has no LSE gradient input: the tiled backward has
+            dq, dk, dv = tiled_attention_backward(do.contiguous(), q, k, v, o, lse, ctx.mask, scale=ctx.scale,
+                                                  dense_mask=ctx.dense, dlse=dlse, tiling=ctx.tiling, off=ctx.off)
+        else:
+            dq, dk, dv = fast.flash_backward(do, q, k, v, o, lse, ctx.pieces, scale=ctx.scale, mask=ctx.mask,
+                                             dense=ctx.dense, off=ctx.off)
+        return dq, dk, dv, None, None, None, None, None
 
 
 class _TiledAttention(torch.autograd.Function):
@@ -57,6 +85,10 @@ def _check_inputs(q, k, v, scale, mask) -> None:
         raise ValueError(f"attention: query heads ({h}) must be a multiple of key/value heads ({k.shape[1]})")
     if lq < 1 or k.shape[2] < 1 or d < 1:
         raise ValueError(f"attention: empty input, got q {tuple(q.shape)}, k {tuple(k.shape)}")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        # one reduction pass (O(N d), against the O(N^2 d) attention); a NaN or inf propagates into the sum
+        if not bool(torch.isfinite(t.detach().sum(dtype=torch.float64))):
+            raise ValueError(f"attention: {name} must be finite, got NaN or inf values")
     if scale is not None and (not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0):
         raise ValueError(f"attention: scale must be a positive finite number or None, got {scale!r}")
     if mask is not None and not isinstance(mask, TilingMask | torch.Tensor):
@@ -124,7 +156,9 @@ def attention(
         return_lse: also return the log-sum-exp of the scaled scores, [batch, heads, Lq] fp32
             (-inf for rows with no visible key, whose output is 0). Differentiable.
         backend: "auto" (Triton on CUDA when supported, else torch), "reference" (naive, materialises the
-            scores: tests only), "torch" (tiled, linear memory), or "triton".
+            scores: tests only), "torch" (linear memory: on a CPU in fp32/fp64, SDPA's flash kernel per
+            visible piece merged by LSE, see :mod:`fastattention.fast`; otherwise, or with
+            ``TilingConfig(cpu_flash=False)``, the pure-torch two-level tiled loop), or "triton".
         tiling: block sizes (:class:`TilingConfig`), default ``DEFAULT_TILING``.
         q_offset: position of query 0 in key coordinates, for causal / window masks; default
             ``Lk - Lq`` (bottom-right). Lets a query chunk attend to a key chunk of a longer sequence
@@ -159,6 +193,8 @@ def attention(
     if which == "reference":
         o, lse = attention_reference(q, k, v, tmask, scale=scale, dense_mask=dense, off=off)
         lse = lse.float() if q.dtype != torch.float64 else lse
+    elif which == "torch" and tiling.cpu_flash and fast.supported(q, v):
+        o, lse = _FlashPieces.apply(q, k, v, tmask, dense, scale, tiling, off)
     elif which == "torch":
         o, lse = _TiledAttention.apply(q, k, v, tmask, dense, scale, tiling, off)
     else:

@@ -37,6 +37,9 @@ class TilingConfig:
         triton_bwd_block_m / triton_bwd_block_n: backward tiles; the dK/dV kernel holds
             ``triton_bwd_block_n`` keys and steps over ``triton_bwd_block_m`` queries, the dQ kernel the
             transpose (as in the Triton fused-attention tutorial).
+        cpu_flash: on a CPU in fp32/fp64, the torch backend calls ATen's fused CPU flash kernel once per
+            visible piece and merges the pieces by LSE (:mod:`fastattention.fast`); False runs the
+            pure-torch two-level loop (``block_m``, ``block_n``, ``inner_n``) instead.
     """
 
     block_m: int = 128
@@ -49,6 +52,7 @@ class TilingConfig:
     triton_num_stages: int = 2
     triton_bwd_block_m: int = 32
     triton_bwd_block_n: int = 128
+    cpu_flash: bool = True
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n", "triton_block_m", "triton_block_n_outer", "triton_block_n",
