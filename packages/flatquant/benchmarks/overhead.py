@@ -10,16 +10,17 @@ import argparse
 from pathlib import Path
 
 from flatquant.reproduce import transform_overhead
-from papercommon.bench import Record
+from papercommon.cli import positive_int
+from papercommon.records import write_record
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--tokens", type=int, default=2048)
-    p.add_argument("--hidden", type=int, default=4096)
-    p.add_argument("--rep", type=int, default=10)
+    p.add_argument("--tokens", type=positive_int, default=2048)
+    p.add_argument("--hidden", type=positive_int, default=4096)
+    p.add_argument("--rep", type=positive_int, default=10)
     a = p.parse_args()
     r = transform_overhead(a.tokens, a.hidden, rep=a.rep)
-    out = Path(__file__).resolve().parents[1] / "results" / f"overhead-{a.tokens}x{a.hidden}.json"
-    Record("flatquant/overhead", config=vars(a), metrics=r).save(out)
+    write_record(Path(__file__).resolve().parents[1] / "results", f"overhead-{a.tokens}x{a.hidden}", config=vars(a),
+                 metrics=r)
     for k, v in r.items():
         print(f"{k:28s} {v:.4g}")

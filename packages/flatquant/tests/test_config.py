@@ -28,5 +28,5 @@ def test_bad_values_raise(kw, msg):
 
 
 def test_from_dict_unknown_key():
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         FlatQuantConfig.from_dict({"bits": 4})

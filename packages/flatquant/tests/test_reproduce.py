@@ -1,12 +1,16 @@
+import pytest
 import torch
+from flatquant import functional as FQ
 from flatquant import reproduce as R
 
 
 def test_reproductions_registered():
     names = [r.name for r in R.REPRODUCTIONS]
-    assert names == ["smollm2-ppl", "minilm-embeddings", "ablation", "flatness", "overhead"]
-    assert R.QUICK["epochs"] >= 1 and R.FULL == {"nsamples": 128, "seqlen": 2048, "epochs": 15, "eval_tokens": None,
-                                                 "batch_size": 4}
+    assert names == ["official", "smollm2-ppl", "minilm-embeddings", "ablation", "flatness", "overhead"]
+    assert R.OFFICIAL_SETTING == {"nsamples": 32, "seqlen": 256, "batch_size": 4, "eval_tokens": None}
+    assert R.OFFICIAL_PPL[2] == 106.4 and R.OFFICIAL_PPL[5] == 78.0
+    # the quick setting is a different, smaller one: it must never be the official one
+    assert (R.QUICK["nsamples"], R.QUICK["seqlen"]) != (32, 256) and R.QUICK["eval_tokens"] is not None
 
 
 def test_fwht_is_orthonormal_sylvester_hadamard():
@@ -14,9 +18,30 @@ def test_fwht_is_orthonormal_sylvester_hadamard():
     for _ in range(4):
         h = torch.kron(h, torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=torch.float64))
     x = torch.randn(3, 16, dtype=torch.float64)
-    torch.testing.assert_close(R.fwht(x), x @ h / 4)
+    torch.testing.assert_close(FQ.fwht(x), x @ h / 4)
 
 
 def test_overhead_fields(tmp_path):
     r = R.transform_overhead(tokens=16, hidden=64, rep=1)
     assert (r["n1"], r["n2"]) == (8, 8) and r["kron_over_linear"] > 0 and "fwht_over_linear" in r
+
+
+def test_gpu_check_does_not_import_reproduce():
+    import ast
+    import inspect
+
+    from flatquant import gpu_check
+
+    tree = ast.parse(inspect.getsource(gpu_check))
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "flatquant.reproduce" not in mods
+
+
+@pytest.mark.parametrize("argv", [["official", "--epochs", "0"], ["official", "--nsamples", "-1"],
+                                  ["reproduce", "--seed", "x"]])
+def test_cli_bad_values_are_usage_errors(argv):
+    from flatquant.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2

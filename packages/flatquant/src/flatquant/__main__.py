@@ -1,51 +1,46 @@
-"""Command line: ``python -m flatquant <reproduction> [--quick|--full] [--out DIR] [overrides]``.
+"""Command line: ``python -m flatquant reproduce [--quick|--full] [--only NAME ..] [--out DIR] [--seed N]``,
+``python -m flatquant list``, and ``python -m flatquant official --epochs 2 5`` (the official-setting runs alone).
 
 Examples:
-    python -m flatquant smollm2-ppl --quick
-    python -m flatquant smollm2-ppl --full --nsamples 4 --seqlen 64 --epochs 2 --batch-size 1 --eval-tokens 512
-    python -m flatquant overhead --quick
+    python -m flatquant reproduce --quick --only smollm2-ppl
+    python -m flatquant official --epochs 2 --out packages/flatquant/results/official
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
+
+
+def _official_args(p) -> None:
+    from papercommon.cli import nonnegative_int, positive_int
+
+    p.add_argument("--epochs", type=positive_int, nargs="+", default=[2, 5], help="calibration epochs (default: 2 5)")
+    p.add_argument("--nsamples", type=positive_int, default=None,
+                   help="calibration sequences (default: the official 32; more = the package-default variant)")
+    p.add_argument("--out", default="packages/flatquant/results/official", metavar="DIR")
+    p.add_argument("--seed", type=nonnegative_int, default=0, metavar="N")
+
+
+def _official(args) -> int:
+    from pathlib import Path
+
+    from flatquant.reproduce import run_official
+
+    kw = {} if args.nsamples is None else {"nsamples": args.nsamples}
+    for e in args.epochs:
+        name = None if args.nsamples is None else f"official-flatquant-{e}ep-n{args.nsamples}-seed{args.seed}"
+        m = run_official(e, Path(args.out), args.seed, name=name, **kw)
+        print(f"{e} epochs: Lee PPL {m['ppl']:.2f} (official code: {m['official_code_ppl']}), "
+              f"{m['seconds_per_layer']:.1f} s/layer, {m['cpu_seconds_per_layer']:.1f} CPU s/layer")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flatquant import reproduce as R
+    from papercommon.cli import Command, package_main
 
-    names = {r.name: r for r in R.REPRODUCTIONS}
-    p = argparse.ArgumentParser(prog="python -m flatquant", description="FlatQuant reproductions")
-    p.add_argument("name", choices=sorted(names))
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", dest="quick", action="store_true", default=True)
-    g.add_argument("--full", dest="quick", action="store_false")
-    p.add_argument("--out", default="reproductions/flatquant")
-    p.add_argument("--nsamples", type=int)
-    p.add_argument("--seqlen", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--eval-tokens", type=int)
-    p.add_argument("--only", nargs="*", help="method runs to restrict to (smollm2-ppl, ablation)")
-    a = p.parse_args(argv)
-    override = {"nsamples": a.nsamples, "seqlen": a.seqlen, "epochs": a.epochs, "batch_size": a.batch_size,
-                "eval_tokens": a.eval_tokens}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if any(v is not None for v in override.values()) or a.only:
-        runners = {"smollm2-ppl": R.run_smollm2, "ablation": R.run_ablation, "minilm-embeddings": R.run_minilm}
-        if a.name not in runners:
-            p.error(f"overrides are supported for {sorted(runners)}, got {a.name}")
-        kw = {"only": a.only} if a.only and a.name != "minilm-embeddings" else {}
-        res = runners[a.name](a.quick, out, **kw, **override)
-        print(json.dumps(res, indent=1, default=str))
-        return 0
-    for c in names[a.name](quick=a.quick, out=out):
-        print(f"{c.paper_ref:10s} {c.metric:60s} paper={c.paper!s:14s} ours={c.ours!s:14s} holds={c.holds} {c.note}")
-    return 0
+    return package_main("flatquant", [
+        Command("official", "FlatQuant W4A4KV4 on the official code's setting (SmolLM2, 32x256 Lee tokens)",
+                _official, _official_args)], argv)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -80,33 +81,25 @@ def _first_linear_of_slots(adapter, block) -> dict[str, nn.Module]:
 
 def plot_flatness(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Sorted channel magnitudes before / after the transforms for rows made with ``keep_curves=True``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from papercommon.figures import figure
 
     rows = [r for r in rows if "curves" in r]
-    fig, axes = plt.subplots(2, len(rows), figsize=(3.2 * len(rows), 5.5), squeeze=False)
-    for j, r in enumerate(rows):
-        for k, kind in enumerate(("act", "weight")):
-            ax = axes[k, j]
-            for when, style in (("before", "-"), ("after", "--")):
-                c = r["curves"][f"{kind}_{when}"]
-                ax.plot(range(len(c)), c, style, label=f"{when} (kurt {r[f'{kind}_{when}_kurtosis']:.1f})")
-            ax.set_yscale("log")
-            ax.set_title(f"L{r['layer']} {r['slot']} {'activation' if kind == 'act' else 'weight'}", fontsize=9)
-            ax.set_xlabel("channel (sorted)", fontsize=8)
-            ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("max |x| per channel")
-    axes[1, 0].set_ylabel("max |w| per input channel")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if not rows:
+        raise ValueError("plot_flatness: expected rows made with keep_curves=True, got none with curves")
+    with figure(path, nrows=2, ncols=len(rows), figsize=(3.2 * len(rows), 5.5), title=title or None) as axes:
+        axes = np.asarray(axes).reshape(2, len(rows))
+        for j, r in enumerate(rows):
+            for k, kind in enumerate(("act", "weight")):
+                ax = axes[k, j]
+                for when, style in (("before", "-"), ("after", "--")):
+                    c = r["curves"][f"{kind}_{when}"]
+                    ax.plot(range(len(c)), c, style, label=f"{when} (kurt {r[f'{kind}_{when}_kurtosis']:.1f})")
+                ax.set_yscale("log")
+                ax.set_title(f"L{r['layer']} {r['slot']} {'activation' if kind == 'act' else 'weight'}", fontsize=9)
+                ax.set_xlabel("channel (sorted)", fontsize=8)
+        axes[0, 0].set_ylabel("max |x| per channel")
+        axes[1, 0].set_ylabel("max |w| per input channel")
+    return Path(path)
 
 
 @torch.no_grad()

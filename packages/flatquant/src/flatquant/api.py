@@ -48,23 +48,66 @@ def quantize_(model: nn.Module, config: FlatQuantConfig, calibration_data: torch
     Args:
         model: a transformers Llama-family causal LM / model, or a BERT encoder.
         config: the method and its hyper-parameters (defaults: the paper's W4A4KV4 recipe).
-        calibration_data: token ids ``[N, T]``; the first ``config.nsamples`` rows are used.
+        calibration_data: token ids ``[N, T]`` with ``N >= config.nsamples`` (the first ``nsamples`` rows are
+            used), ``T == config.seqlen`` and ids in ``[0, vocab_size)``.
         progress: show a progress bar (tqdm) over the blocks.
 
     Returns:
         A :class:`CalibrationReport` with each block's output MSE and time.
+
+    Raises:
+        ValueError: bad calibration data (rows, length, ids) or an unsupported architecture.
+        RuntimeError: the model is already quantized.
+        On any error during calibration the model is left exactly as it was (all-or-nothing).
 
     Paper: FlatQuant, Sec. 3.4 (calibration) and Sec. 4.1 (setup).
     """
     if not isinstance(config, FlatQuantConfig):
         raise TypeError(f"quantize_: expected a FlatQuantConfig, got {type(config).__name__}")
     adapter = get_adapter(model)
-    if getattr(model, _STATE, None) is not None:
-        raise RuntimeError("quantize_: the model is already quantized; expected a full-precision model")
-    data = check_calibration_data(calibration_data, config)
-    report = calibrate(model, adapter, config, data, progress=progress)
+    if getattr(model, _STATE, None) is not None or _has_flatquant_modules(model):
+        raise RuntimeError("quantize_: expected a full-precision model, got one that is already quantized by "
+                           "flatquant (load a fresh model)")
+    vocab = getattr(model.config, "vocab_size", None)
+    data = check_calibration_data(calibration_data, config, vocab_size=vocab)
+    snapshot = _Snapshot(model)
+    try:
+        report = calibrate(model, adapter, config, data, progress=progress)
+    except BaseException:
+        snapshot.restore()  # all-or-nothing: the model is left exactly as it was
+        raise
     setattr(model, _STATE, {"config": config.to_dict(), "deployed": False})
     return report
+
+
+def _has_flatquant_modules(model: nn.Module) -> bool:
+    from flatquant.modules import InputQuantizer, QuantLinear
+
+    return any(isinstance(m, QuantLinear | InputQuantizer) for m in model.modules())
+
+
+class _Snapshot:
+    """What calibration changes in place: the submodule tree (blocks get replaced by wrappers), the
+    ``requires_grad`` flags, train/eval modes and ``config.use_cache``. Calibration never writes into the
+    original parameters (the wrappers hold clones), so restoring these leaves the model exactly as it was."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.children = [(m, dict(m._modules)) for m in model.modules()]
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.grads = [(p, p.requires_grad) for p in model.parameters()]
+        self.use_cache = getattr(getattr(model, "config", None), "use_cache", None)
+
+    def restore(self) -> None:
+        for m, children in self.children:
+            m._modules.clear()
+            m._modules.update(children)
+        for m, mode in self.modes:
+            m.training = mode
+        for p, flag in self.grads:
+            p.requires_grad_(flag)
+        if self.use_cache is not None:
+            self.model.config.use_cache = self.use_cache
 
 
 def reparameterize(model: nn.Module) -> nn.Module:

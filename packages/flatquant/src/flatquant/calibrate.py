@@ -40,14 +40,15 @@ class CalibrationReport:
         return {"config": self.config, "layers": self.layers, "seconds": self.seconds, "mean_mse": self.mean_mse}
 
 
-def check_calibration_data(data: torch.Tensor, cfg: FlatQuantConfig) -> torch.Tensor:
-    """Validate token ids ``[N, T]``: a non-empty long tensor with at least ``batch_size`` sequences."""
+def check_calibration_data(data: torch.Tensor, cfg: FlatQuantConfig, vocab_size: int | None = None) -> torch.Tensor:
+    """Validate token ids ``[N, T]``: integer, ``N >= cfg.nsamples`` rows (the first ``nsamples`` are used),
+    ``T == cfg.seqlen``, every id in ``[0, vocab_size)``. Returns the ``[nsamples, seqlen]`` long tensor."""
     if isinstance(data, list | tuple):
         if not data:
             raise ValueError("calibration_data: expected token ids [N, T] with N >= 1, got an empty list")
         try:
             data = torch.stack([torch.as_tensor(d) for d in data])
-        except RuntimeError as e:
+        except (RuntimeError, TypeError, ValueError) as e:
             raise ValueError(f"calibration_data: expected sequences of equal length, got {e}") from None
     if not torch.is_tensor(data) or data.ndim != 2 or data.dtype not in (torch.int64, torch.int32):
         desc = f"{type(data).__name__} {tuple(data.shape)} {data.dtype}" if torch.is_tensor(data) else type(data).__name__
@@ -55,10 +56,17 @@ def check_calibration_data(data: torch.Tensor, cfg: FlatQuantConfig) -> torch.Te
     n, t = data.shape
     if n == 0 or t == 0:
         raise ValueError(f"calibration_data: expected a non-empty [N, T] tensor, got shape {(n, t)}")
-    if n < cfg.batch_size:
-        raise ValueError(f"calibration_data: too small, expected at least batch_size={cfg.batch_size} sequences, "
-                         f"got {n} (lower FlatQuantConfig.batch_size or add samples)")
-    return data.long()
+    if n < cfg.nsamples:
+        raise ValueError(f"calibration_data: expected at least FlatQuantConfig.nsamples={cfg.nsamples} rows, got {n} "
+                         "(lower nsamples or add sequences)")
+    if t != cfg.seqlen:
+        raise ValueError(f"calibration_data: expected sequences of FlatQuantConfig.seqlen={cfg.seqlen} tokens, got "
+                         f"{t} (set seqlen={t} or reshape the data)")
+    lo, hi = int(data.min()), int(data.max())
+    if lo < 0 or (vocab_size is not None and hi >= vocab_size):
+        raise ValueError(f"calibration_data: expected token ids in [0, {vocab_size}) (the model's vocab_size), got ids "
+                         f"in [{lo}, {hi}]")
+    return data[: cfg.nsamples].long()
 
 
 @torch.no_grad()
@@ -95,7 +103,7 @@ def calibrate(model: nn.Module, adapter, cfg: FlatQuantConfig, data: torch.Tenso
 
     t_start = time.perf_counter()
     device = next(model.parameters()).device
-    data = data[: cfg.nsamples].to(device)
+    data = data[: cfg.nsamples].to(device)  # already checked: [nsamples, seqlen]
     bs = cfg.batch_size
     batches = [data[i:i + bs] for i in range(0, (len(data) // bs) * bs, bs)]
     blocks = adapter.layers(model)
@@ -111,7 +119,7 @@ def calibrate(model: nn.Module, adapter, cfg: FlatQuantConfig, data: torch.Tenso
     fp_inps, kws = capture_layer_inputs(model, blocks[0], batches)
     bar = tqdm(range(len(blocks)), desc=f"flatquant[{cfg.method}]", unit="layer", disable=not progress)
     for i in bar:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         layer = blocks[i]
         # 1. full-precision outputs, and per-channel input maxima for the diag / SmoothQuant init
         stats: dict[str, torch.Tensor] = {}
@@ -149,6 +157,7 @@ def calibrate(model: nn.Module, adapter, cfg: FlatQuantConfig, data: torch.Tenso
             mse = sum(float(torch.mean((_out(layer(x, **kw)) - y) ** 2)) for x, kw, y in zip(fp_inps, kws, fp_outs))
         rec["mse"] = mse / len(fp_inps)
         rec["seconds"] = time.perf_counter() - t0
+        rec["cpu_seconds"] = time.process_time() - c0  # CPU time of this process (all its threads)
         report.layers.append(rec)
         bar.set_postfix(mse=f"{rec['mse']:.3g}")
         fp_inps = fp_outs  # full-precision inputs of the next block

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from papercommon.checks import check_choice, check_finite, check_int, check_positive, check_range
+from papercommon.config import Config
 
 METHODS = ("flatquant", "rtn", "smoothquant", "quarot")
 WEIGHT_QUANTIZERS = ("rtn", "gptq")
@@ -11,7 +13,7 @@ SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8, 16)  # 16 means "not quantized"
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlatQuantConfig:
+class FlatQuantConfig(Config):
     """How to quantize a model.
 
     The defaults are the paper's W4A4KV4 recipe (Sec. 4.1 "Implementation details" and the released
@@ -51,78 +53,64 @@ class FlatQuantConfig:
         seed: seed of the random transform init and of calibration shuffling.
     """
 
-    method: str = "flatquant"
-    w_bits: int = 4
-    a_bits: int = 4
-    k_bits: int = 4
-    v_bits: int = 4
-    w_sym: bool = True
-    a_sym: bool = True
-    k_sym: bool = False
-    v_sym: bool = False
-    weight_quantizer: str = "rtn"
-    epochs: int = 15
-    nsamples: int = 128
-    seqlen: int = 2048
-    batch_size: int = 4
-    lr: float = 5e-3
-    clip_lr_mult: float = 10.0
-    weight_decay: float = 0.01
-    min_lr_ratio: float = 1e-3
-    add_diag: bool = True
-    diag_alpha: float = 0.3
-    smooth_alpha: float = 0.5
-    lwc: bool = True
-    lac: bool = True
-    cali_trans: bool = True
-    clip_init: float = 4.0
-    gptq_percdamp: float = 0.01
-    seed: int = 0
+    method: str = "flatquant"  # Sec. 4.1; baselines of Table 1 in the same framework
+    w_bits: int = 4  # Table 1: W4
+    a_bits: int = 4  # Table 1: A4
+    k_bits: int = 4  # Table 1: KV4
+    v_bits: int = 4  # Table 1: KV4
+    w_sym: bool = True  # Sec. 4.1: symmetric per-channel weights
+    a_sym: bool = True  # scripts: --a_asym off
+    k_sym: bool = False  # scripts: --k_asym
+    v_sym: bool = False  # scripts: --v_asym
+    weight_quantizer: str = "rtn"  # Table 1: FlatQuant-RTN (headline) / -GPTQ
+    epochs: int = 15  # Sec. 4.1: 15 epochs
+    nsamples: int = 128  # Sec. 4.1: 128 samples of WikiText-2
+    seqlen: int = 2048  # Sec. 4.1: 2048 tokens per sample
+    batch_size: int = 4  # scripts: --cali_bsz 4
+    lr: float = 5e-3  # scripts: --flat_lr 5e-3
+    clip_lr_mult: float = 10.0  # train_utils: 10x lr for the clipping factors
+    weight_decay: float = 0.01  # train_utils: AdamW, torch default
+    min_lr_ratio: float = 1e-3  # train_utils: cosine to lr * 1e-3
+    add_diag: bool = True  # Sec. 3.2: per-channel scaling (--add_diag)
+    diag_alpha: float = 0.3  # Sec. 3.2: diag init alpha (scripts: 0.3)
+    smooth_alpha: float = 0.5  # SmoothQuant baseline migration strength
+    lwc: bool = True  # Sec. 3.3: learnable weight clipping
+    lac: bool = True  # Sec. 3.3: learnable activation clipping
+    cali_trans: bool = True  # Sec. 3.1: learn the Kronecker transforms
+    clip_init: float = 4.0  # official init of the clipping logits (sigmoid 0.982)
+    gptq_percdamp: float = 0.01  # GPTQ dampening
+    seed: int = 0  # transform init
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"FlatQuantConfig.method: expected one of {METHODS}, got {self.method!r}")
-        if self.weight_quantizer not in WEIGHT_QUANTIZERS:
-            raise ValueError(f"FlatQuantConfig.weight_quantizer: expected one of {WEIGHT_QUANTIZERS}, "
-                             f"got {self.weight_quantizer!r}")
+    def validate(self) -> None:
+        check_choice("FlatQuantConfig.method", self.method, METHODS)
+        check_choice("FlatQuantConfig.weight_quantizer", self.weight_quantizer, WEIGHT_QUANTIZERS)
         for name in ("w_bits", "a_bits", "k_bits", "v_bits"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v not in SUPPORTED_BITS:
                 raise ValueError(f"FlatQuantConfig.{name}: expected one of {SUPPORTED_BITS} (16 = not quantized), "
                                  f"got {v!r}")
-        for name in ("epochs", "nsamples", "seqlen", "batch_size"):
-            v = getattr(self, name)
-            lo = 0 if name == "epochs" else 1
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"FlatQuantConfig.{name}: expected an int >= {lo}, got {v!r}")
+        for name in ("w_sym", "a_sym", "k_sym", "v_sym", "add_diag", "lwc", "lac", "cali_trans"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"FlatQuantConfig.{name}: expected a bool, got {getattr(self, name)!r}")
+        check_int("FlatQuantConfig.epochs", self.epochs, min_value=0)
+        for name in ("nsamples", "seqlen", "batch_size"):
+            check_int(f"FlatQuantConfig.{name}", getattr(self, name), min_value=1)
+        check_int("FlatQuantConfig.seed", self.seed, min_value=0)
         for name in ("lr", "clip_lr_mult"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"FlatQuantConfig.{name}: expected > 0, got {getattr(self, name)!r}")
-        if not 0 <= self.weight_decay:
-            raise ValueError(f"FlatQuantConfig.weight_decay: expected >= 0, got {self.weight_decay!r}")
-        if not 0 < self.min_lr_ratio <= 1:
-            raise ValueError(f"FlatQuantConfig.min_lr_ratio: expected in (0, 1], got {self.min_lr_ratio!r}")
+            check_positive(f"FlatQuantConfig.{name}", getattr(self, name))
+        check_positive("FlatQuantConfig.weight_decay", self.weight_decay, allow_zero=True)
+        check_range("FlatQuantConfig.min_lr_ratio", self.min_lr_ratio, 0, 1, inclusive=(False, True))
         for name in ("diag_alpha", "smooth_alpha"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"FlatQuantConfig.{name}: expected in [0, 1], got {getattr(self, name)!r}")
-        if not 0 < self.gptq_percdamp < 1:
-            raise ValueError(f"FlatQuantConfig.gptq_percdamp: expected in (0, 1), got {self.gptq_percdamp!r}")
+            check_range(f"FlatQuantConfig.{name}", getattr(self, name), 0, 1)
+        check_finite("FlatQuantConfig.clip_init", self.clip_init)
+        check_range("FlatQuantConfig.gptq_percdamp", self.gptq_percdamp, 0, 1, inclusive=(False, False))
         if self.weight_quantizer == "gptq" and self.w_bits == 16:
             raise ValueError("FlatQuantConfig.weight_quantizer='gptq' needs quantized weights: expected w_bits < 16, "
                              "got 16")
+        if self.batch_size > self.nsamples:
+            raise ValueError(f"FlatQuantConfig.batch_size: expected <= nsamples={self.nsamples}, got {self.batch_size}")
 
     @property
     def learnable(self) -> bool:
         """Whether calibration trains anything (FlatQuant with at least one learnable part)."""
         return self.method == "flatquant" and (self.cali_trans or self.add_diag or self.lwc or self.lac)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FlatQuantConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"FlatQuantConfig.from_dict: unknown keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)

@@ -150,6 +150,12 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return (x.round() - x).detach() + x
 
 
+def _check_finite_range(r: torch.Tensor, name: str) -> None:
+    """A row range (amax / amin, small) is non-finite exactly when its row holds NaN or inf."""
+    if not bool(torch.isfinite(r).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf entries")
+
+
 def _check_bits(bits: int) -> None:
     if not isinstance(bits, int) or not 2 <= bits <= 8:
         raise ValueError(f"quantizer: expected bits in 2..8, got {bits!r}")
@@ -165,6 +171,7 @@ def sym_scale(x: torch.Tensor, bits: int, clip_max: torch.Tensor | float = 1.0,
     xmax = x.amax(-1, keepdim=True) * clip_max
     xmin = x.amin(-1, keepdim=True) * clip_min
     absmax = torch.maximum(xmin.abs(), xmax).clamp_min(1e-8)
+    _check_finite_range(absmax, "quantizer input")
     return absmax / maxq
 
 
@@ -202,6 +209,7 @@ def asym_params(x: torch.Tensor, bits: int, clip_max: torch.Tensor | float = 1.0
     xmax = torch.where(empty, torch.ones_like(xmax), xmax)
     xmin = torch.where(empty, -torch.ones_like(xmin), xmin)
     scale = ((xmax - xmin) / maxq).clamp_min(1e-8)
+    _check_finite_range(scale, "quantizer input")
     zero = torch.round(-xmin / scale).detach()
     return scale, zero
 
@@ -245,7 +253,9 @@ def weight_scale_sym(w: torch.Tensor, bits: int) -> torch.Tensor:
     maxq = 2 ** (bits - 1) - 1
     wmax = w.amax(-1, keepdim=True).clamp_min(0)
     wmin = w.amin(-1, keepdim=True).clamp_max(0)
-    return torch.maximum(wmin.abs(), wmax).clamp_min(1e-5) / maxq
+    absmax = torch.maximum(wmin.abs(), wmax).clamp_min(1e-5)
+    _check_finite_range(absmax, "weight")
+    return absmax / maxq
 
 
 def quantize_weight_sym(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -390,3 +400,18 @@ def flatness(x: torch.Tensor, k: int = 1) -> dict[str, float]:
     and top-k channel magnitude over the median channel magnitude (1 is perfectly flat)."""
     mags = channel_magnitudes(x)
     return {"kurtosis": kurtosis(x), f"top{k}_over_median": float(mags[:k].mean() / mags.median().clamp_min(1e-12))}
+
+
+# ----------------------------------------------------------------------------- Hadamard (QuaRot baseline timing)
+
+
+def fwht(x: torch.Tensor) -> torch.Tensor:
+    """Fast Walsh-Hadamard transform along the last dim (power of two), orthonormal: ``x H / sqrt(n)``,
+    ``log2(n)`` butterfly stages as QuaRot's ``fast_hadamard_transform``."""
+    t, n = x.shape
+    y, h = x, 1
+    while h < n:
+        y = y.reshape(t, n // (2 * h), 2, h)
+        y = torch.stack((y[:, :, 0] + y[:, :, 1], y[:, :, 0] - y[:, :, 1]), dim=2)
+        h *= 2
+    return y.reshape(t, n) / math.sqrt(n)

@@ -19,7 +19,6 @@ from papercommon.bench import Record, benchmark
 
 from flatquant import functional as FQ
 from flatquant import kernels
-from flatquant.reproduce import fwht
 
 
 def _kernel_records(quick: bool) -> list[Record]:
@@ -96,7 +95,7 @@ def _linear_records(quick: bool) -> list[Record]:
         tb = benchmark(lambda: F.linear(x, w), warmup=5, rep=50, device="cuda").median_ms
         t_kernel = benchmark(lambda: kernels.kron_quant_pack(x, p1, p2), warmup=5, rep=50, device="cuda").median_ms
         xf = x.float()
-        t_fwht = benchmark(lambda: kernels.transform_quant_unfused(fwht(xf).half(), None, None), warmup=5, rep=20,
+        t_fwht = benchmark(lambda: kernels.transform_quant_unfused(FQ.fwht(xf).half(), None, None), warmup=5, rep=20,
                            device="cuda").median_ms if k & (k - 1) == 0 else None
         flops = 2 * m * k * n
         recs.append(Record("flatquant/gpu/w4a4_linear", config={"shape": [m, k, n], "dtype": "int4 (int8 MMA) vs fp16"},

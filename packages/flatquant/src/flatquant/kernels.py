@@ -68,12 +68,22 @@ def transform_quant_unfused(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.
 _KERNEL = None
 
 
+def _triton():
+    """``(triton, tl)`` through the one guard (``papercommon.kernels.import_triton``), or a clear error."""
+    from papercommon.kernels import import_triton
+
+    triton, tl = import_triton()
+    if triton is None:
+        raise RuntimeError("kron_quant_pack: the Triton kernel needs the `triton` package; install it, or use "
+                           "backend='torch' (kron_quant_pack_reference)")
+    return triton, tl
+
+
 def _build_kernel():
     global _KERNEL
     if _KERNEL is not None:
         return _KERNEL
-    import triton
-    import triton.language as tl
+    triton, tl = _triton()
 
     @triton.jit
     def _kron_quant_pack_kernel(x_ptr, p1_ptr, p2_ptr, d_ptr, out_ptr, scale_ptr, N1, N2, stride_xm, stride_om,
@@ -150,7 +160,7 @@ def kron_quant_pack(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor |
         raise ValueError(f"kron_quant_pack: factor sizes {n1} x {n2} do not match n = {n}")
     if n2 % 2:
         raise ValueError(f"kron_quant_pack: packing needs an even inner factor n2, got {n2}")
-    import triton
+    triton, _ = _triton()
 
     kernel = _build_kernel()
     x = x.contiguous()
