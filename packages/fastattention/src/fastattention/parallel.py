@@ -126,11 +126,21 @@ def _experiment_inputs(b: int, h: int, hk: int, n: int, d: int, m: int, seed: in
             torch.randn(b, hk, n, d, generator=g), torch.randn(h * d, m, generator=g) / math.sqrt(h * d))
 
 
+def _loopback_interface() -> str:
+    """The loopback interface's name ("lo" on Linux, "lo0" on macOS)."""
+    import socket
+
+    names = [n for _, n in socket.if_nameindex()]
+    return next((n for n in names if n in ("lo", "lo0")), names[0] if names else "lo")
+
+
 def _experiment_worker(rank: int, world: int, port: int, path: str, spec: dict) -> None:
     import json
     import os
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # gloo picks its interface from the host name, which fails when only loopback is up: pin it to lo
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
     torch.set_num_threads(spec.get("threads", 1))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
