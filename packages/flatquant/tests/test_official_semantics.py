@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from flatquant import FlatQuantConfig
 from flatquant import functional as FQ
 from flatquant.modules import OutHeadTransform, Transform, WeightQuantizer, make_linear

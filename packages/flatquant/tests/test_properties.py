@@ -3,13 +3,12 @@ with a message, or a finite result."""
 
 import math
 
+import flatquant as fq
 import pytest
 import torch
+from flatquant import functional as FQ
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import flatquant as fq
-from flatquant import functional as FQ
 
 FLOATS = st.one_of(st.floats(-1e3, 1e3, allow_nan=False), st.sampled_from([math.nan, math.inf, -math.inf]))
 

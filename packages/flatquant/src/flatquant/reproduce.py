@@ -367,7 +367,6 @@ def transform_overhead(tokens: int = 2048, hidden: int = 4096, device: str = "cp
     transform (QuaRot), all followed by the same per-token quantization."""
     from papercommon.bench import benchmark
 
-    from flatquant import functional as FQ
     from flatquant import kernels
 
     g = torch.Generator().manual_seed(0)
