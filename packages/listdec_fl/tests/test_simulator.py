@@ -90,3 +90,13 @@ def test_bad_input(fed):
         run_listdec_many([], fed)
     with pytest.raises(ValueError, match="0 < p < 1"):
         run_listdec(sim_for("alie", 0.6, rounds=1, alie_z=None), ListDecConfig(**FAST), fed)
+
+
+def test_alpha_mismatch_is_an_error(fed):
+    """Issue 20: SimConfig.alpha 0.8 with a list sized for 0.6 (k = 2 < 5) used to run to chance accuracy."""
+    from listdec_fl import AttackConfig, ListDecConfig, SimConfig, run_listdec
+
+    sim = SimConfig(n_clients=10, alpha=0.8, attack=AttackConfig(name="signflip"), rounds=1)
+    with pytest.raises(ValueError, match=r"ListDecConfig.alpha: expected the simulated SimConfig.alpha = 0.8 "
+                                         r"\(list size k = 5\), given 0.6 \(k = 2\)"):
+        run_listdec(sim, ListDecConfig(alpha=0.6), fed)

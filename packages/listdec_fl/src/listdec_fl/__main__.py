@@ -1,60 +1,80 @@
-"""Command line: ``python -m listdec_fl sweep [--quick|--full] [--dataset digits] [--out results/]``."""
+"""Command line (``papercommon.cli.package_main``): ``python -m listdec_fl reproduce [--quick|--full] [--only NAME]
+[--out DIR] [--seed N]``, ``list``, ``sweep`` (the alpha sweep with overrides) and ``tables`` (README tables from
+records; exits 1 when the records are missing or unreadable)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from papercommon.cli import Command, add_run_args, finite_float, package_main, positive_int
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m listdec_fl", description="LiD-FL reproductions")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sw = sub.add_parser("sweep", help="accuracy vs fraction of malicious clients, LiD-FL vs single-model aggregators")
-    g = sw.add_mutually_exclusive_group()
-    g.add_argument("--quick", dest="quick", action="store_true", default=True)
-    g.add_argument("--full", dest="quick", action="store_false")
-    sw.add_argument("--dataset", default="digits")
-    sw.add_argument("--rounds", type=int, default=None, help="override the rounds")
-    sw.add_argument("--n-clients", type=int, default=None)
-    sw.add_argument("--lidfl-rounds", type=int, default=None, help="LiD-FL rounds (default: --rounds)")
-    sw.add_argument("--alphas", type=float, nargs="+", default=None)
-    sw.add_argument("--aggregators", nargs="+", default=None)
-    sw.add_argument("--device", default="cpu")
-    sw.add_argument("--out", default="results")
-    sw.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (default 1: the batched ops are small, threads mostly add overhead)")
-    args = p.parse_args(argv)
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    add_run_args(p, out_default="results")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--rounds", type=positive_int, default=None, help="baseline rounds")
+    p.add_argument("--lidfl-rounds", type=positive_int, default=None, help="LiD-FL rounds")
+    p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (from --seed)")
+    p.add_argument("--n-clients", type=positive_int, default=None)
+    p.add_argument("--alphas", type=finite_float, nargs="+", default=None)
+    p.add_argument("--aggregators", nargs="+", default=None)
+    p.add_argument("--device", default="cpu")
+
+
+def _sweep(args: argparse.Namespace) -> int:
     import torch
+    from papercommon.records import write_record
 
-    torch.set_num_threads(args.threads)
+    from listdec_fl.reproduce import plot_sweep, run_sweep, sweep_claims, sweep_settings
 
-    from papercommon.bench import Record
-
-    from listdec_fl.reproduce import alpha_sweep, plot_sweep, sweep_claims, sweep_settings
-
-    s = sweep_settings(args.quick, args.dataset)
+    torch.set_num_threads(1)
+    s = {**sweep_settings(args.quick, args.dataset), "seed": args.seed}
+    for key, val in (("rounds", args.rounds), ("lidfl_rounds", args.lidfl_rounds), ("seeds", args.seeds),
+                     ("n_clients", args.n_clients), ("aggregators", args.aggregators)):
+        if val is not None:
+            s[key] = val
     if args.rounds:
-        s["rounds"], s["eval_every"] = args.rounds, max(1, args.rounds // 10)
-        s["lidfl_rounds"] = args.rounds if args.lidfl_rounds is None else args.lidfl_rounds
-    elif args.lidfl_rounds is not None:
-        s["lidfl_rounds"] = args.lidfl_rounds
-    if args.n_clients:
-        s["n_clients"] = args.n_clients
+        s["eval_every"] = args.rounds
     if args.alphas:
         s["alphas"] = args.alphas
-    if args.aggregators:
-        s["aggregators"] = args.aggregators
-    res = alpha_sweep(s, device=args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = f"alpha_sweep_{s['dataset']}_{s['n_clients']}c_{s['rounds']}r"
-    claims = [c.to_dict() for c in sweep_claims(res)]
-    Record(name, config=s, metrics={**res, "claims": claims}).save(out / f"{name}.json")
-    plot_sweep(res, out / f"{name}.png")
-    print(json.dumps(claims, indent=1))
+        s["lidfl_alphas"] = [a for a in args.alphas if a > 0.5] or args.alphas
+    res = run_sweep(s, device=args.device)
+    name = f"alpha_sweep_{s['dataset']}_{s['n_clients']}c_{s['lidfl_rounds']}r_{s['seeds']}s"
+    claims = sweep_claims(res)
+    write_record(args.out, name, config=s, metrics={**res, "claims": [c.to_dict() for c in claims]})
+    plot_sweep(res, Path(args.out) / f"{name}.png")
+    for c in claims:
+        print(f"[{c.verdict}] {c.metric}: {c.ours}")
     return 0
+
+
+def _tables_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--records", default="packages/listdec_fl/results", metavar="DIR", help="records folder")
+    p.add_argument("--pattern", default="alpha_sweep_*.json")
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from listdec_fl.reproduce import sweep_table
+
+    from papercommon.records import read_records
+
+    recs = [r for r in read_records(args.records, args.pattern) if "per_seed" in r["metrics"]]
+    if not recs:
+        raise ValueError(f"no seed-aggregated alpha-sweep record matching {args.pattern!r} under {args.records}")
+    for r in recs:
+        print(f"### {r['name']}\n\n{sweep_table(r['metrics'])}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return package_main("listdec_fl", [
+        Command("sweep", "accuracy vs fraction of malicious clients, LiD-FL vs single-model aggregators",
+                _sweep, _sweep_args),
+        Command("tables", "print the README tables from the records (exit 1 if missing or corrupt)", _tables,
+                _tables_args),
+    ], argv)
 
 
 if __name__ == "__main__":
