@@ -98,3 +98,19 @@ def test_bad_cli_values_are_usage_errors(registry, tmp_path, argv, capsys):
         main([*argv, "--out", str(tmp_path)])
     assert e.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_package_that_fails_to_import_is_an_error_row(monkeypatch, tmp_path):
+    class Broken(EntryPoint):
+        def load(self):
+            raise ImportError("no module named nowhere")
+
+    class Fine(EntryPoint):
+        def load(self):
+            return [toy]
+
+    monkeypatch.setattr(reproduce, "entry_points", lambda group: [Broken("bad", "x:y", group), Fine("demo", "x:y", group)])
+    assert main(["reproduce", "demo", "--out", str(tmp_path)]) == 0   # the broken package is never imported
+    records = run(out=tmp_path)
+    errors = {r["name"]: r["metrics"]["error"] for r in records}
+    assert "ImportError: no module named nowhere" in errors["bad/import"] and errors["demo/toy"] is None

@@ -108,15 +108,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def discover() -> dict[str, list[Reproduction]]:
-    """All installed packages' reproductions, by package name (sorted)."""
+def discover(packages: Sequence[str] | None = None) -> dict[str, list[Reproduction]]:
+    """Installed packages' reproductions, by package name (sorted); only ``packages`` when given.
+
+    A package whose entry point fails to import gets one reproduction, ``import``, that raises the import
+    error, so that it shows as an error row and the other packages still run.
+    """
     found: dict[str, list[Reproduction]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        repros = list(ep.load())
+        if packages and ep.name not in packages:
+            continue
+        try:
+            repros = list(ep.load())
+        except Exception as e:  # noqa: BLE001 - a broken package must not hide the others
+            message = f"{ep.name}: its reproductions failed to import ({type(e).__name__}: {e})"
+
+            def broken(quick: bool, out: Path, message: str = message) -> list[Claim]:
+                raise RuntimeError(message)
+
+            repros = [Reproduction("import", "the package's reproductions import", broken)]
         for r in repros:
             r.package = ep.name
         found[ep.name] = repros
     return dict(sorted(found.items()))
+
+
+def installed() -> list[str]:
+    """Names of the packages that register reproductions (without importing them)."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def run(
@@ -139,14 +158,14 @@ def run(
     """
     from tqdm.auto import tqdm
 
-    registry = discover()
-    if not registry:
+    registry = discover(packages)
+    if not registry and not packages:
         raise SystemExit("no papercommon package with reproductions is installed (entry-point group "
                          f"{ENTRY_POINT_GROUP!r}); install one, e.g. `pip install ./shared ./packages/zipf_whitening`")
     packages = list(packages or registry)
     unknown = [p for p in packages if p not in registry]
     if unknown:
-        raise SystemExit(f"unknown package(s) {unknown}; known: {sorted(registry)}")
+        raise SystemExit(f"unknown package(s) {unknown}; known: {installed()}")
     jobs = [r for p in packages for r in registry[p] if not only or r.name in only]
     if only and not jobs:
         known = sorted(r.name for p in packages for r in registry[p])
@@ -207,11 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rp.add_argument("packages", nargs="*", help="package names (default: all)")
     add_run_args(rp)
     args = parser.parse_args(argv)
-    registry = discover()
-    unknown = [p for p in args.packages if p not in registry]
+    unknown = [p for p in args.packages if p not in installed()]
     if unknown:
-        parser.error(f"unknown package(s) {unknown}; known: {sorted(registry)}")
+        parser.error(f"unknown package(s) {unknown}; known: {installed()}")
     if args.cmd == "list":
+        registry = discover(args.packages or None)
         if not registry:
             print(f"no package registers reproductions under {ENTRY_POINT_GROUP!r}", file=sys.stderr)
             return 1
