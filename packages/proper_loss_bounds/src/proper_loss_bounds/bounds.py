@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from papercommon.checks import check_int, check_positive
 from torch import Tensor
 
 from proper_loss_bounds.functional import (
@@ -138,6 +139,11 @@ def check_properness(loss: ProperLoss | str, num_classes: int | None = None, *, 
     Returns:
         :class:`ProperCheck`.
     """
+    check_int("num_p", num_p)
+    check_int("num_q", num_q, min_value=2)
+    check_positive("delta", delta)
+    check_positive("tol", tol, allow_zero=True)
+    check_int("steps", steps, min_value=0)
     loss = get_loss(loss)
     k = _resolve_k(loss, num_classes)
     g = torch.Generator().manual_seed(seed)
@@ -216,6 +222,8 @@ def strong_properness_constant(loss: ProperLoss | str, s: float = 2.0, num_class
         >>> strong_properness_constant(LogLoss(), s=1)  # Pinsker
         1.0
     """
+    check_int("num_points", num_points)
+    check_int("refine_rounds", refine_rounds, min_value=0)
     loss = get_loss(loss)
     s = check_norm(s)
     k = _resolve_k(loss, num_classes)
@@ -375,6 +383,8 @@ def regret_bound(loss: ProperLoss | str, r, *, s: float = 2.0, num_classes: int 
         >>> [round(x, 4) for x in b.psi]  # regret = ‖p - q‖₂² exactly, so ψ(r) = sqrt(r)
         [0.01, 0.1]
     """
+    check_int("num_candidates", num_candidates)
+    check_int("refine_rounds", refine_rounds, min_value=0)
     loss = get_loss(loss)
     s = check_norm(s)
     k = _resolve_k(loss, num_classes)

@@ -623,6 +623,9 @@ class SavageLoss(ProperLoss):
         if out.shape != p.shape[:-1]:
             raise ValueError(f"bayes_risk must map (..., K) to (...), expected shape {tuple(p.shape[:-1])}, "
                              f"got {tuple(out.shape)}")
+        if out.numel() and not bool(torch.isnan(out).logical_not().all()):
+            raise ValueError(f"{self.name}: bayes_risk(p) must be a number at every p in the simplex, got "
+                             f"{int(torch.isnan(out).sum())} NaN value(s)")
         return out
 
     def _grad_bayes(self, p):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from proper_loss_bounds.functional import check_labels, check_simplex
-from proper_loss_bounds.losses import ProperLoss, get_loss
+from proper_loss_bounds.losses import LogLoss, ProperLoss, get_loss
 
 __all__ = ["ProperLossModule", "composite_loss"]
 
@@ -103,7 +103,17 @@ def composite_loss(scores: Tensor, y: Tensor, loss: ProperLoss | str, *, link: s
     if link == "identity":
         check_simplex(scores.detach(), "scores (probabilities for link='identity')", loss.num_classes)
         return _per_example(loss, scores, y)
-    if not bool(torch.isfinite(scores).all()):
+    if fused and type(loss) is LogLoss:
+        # the log loss through softmax is the cross-entropy: torch's fused log-softmax + NLL kernel, whose
+        # gradient softmax(z) - e_y is the closed form above (tested against fused=False). NaN or +inf
+        # scores make their example's loss non-finite, so checking the B losses replaces a pass over B x K.
+        vals = torch.nn.functional.cross_entropy(scores.reshape(-1, k), y.reshape(-1), reduction="none")
+        if not bool(torch.isfinite(vals.detach()).all()):
+            raise ValueError("scores must be finite")
+        return vals.reshape(y.shape)
+    # a finite sum means every entry is finite (one reduction, far cheaper than isfinite().all() on big
+    # batches); a non-finite sum of finite entries (overflow) falls back to the exact check
+    if not bool(torch.isfinite(scores.detach().sum())) and not bool(torch.isfinite(scores).all()):
         raise ValueError("scores must be finite")
     if fused:
         return _FusedSoftmaxProperLoss.apply(scores, y, loss)
@@ -157,6 +167,19 @@ class ProperLossModule(nn.Module):
         self.fused = fused
 
     def forward(self, scores: Tensor, target: Tensor) -> Tensor:
+        if scores.ndim >= 1 and scores.shape[0] == 0 and self.reduction == "mean":
+            raise ValueError(f"scores: expected a non-empty batch for reduction='mean' (the mean of no losses is "
+                             f"NaN), got shape {tuple(scores.shape)}")
+        if (self.fused and self.link == "softmax" and type(self.loss) is LogLoss and self.reduction != "none"
+                and torch.is_floating_point(scores) and scores.ndim == 2 and scores.shape[-1] >= 2
+                and isinstance(target, Tensor)):
+            # log loss + softmax + mean/sum: exactly F.cross_entropy (one fused kernel pair, tested against
+            # the autograd reference); the checks cost O(B), a non-finite result triggers the O(B K) one
+            y = check_labels(target, scores.shape[:-1], scores.shape[-1])
+            out = torch.nn.functional.cross_entropy(scores, y, reduction=self.reduction)
+            if not bool(torch.isfinite(out.detach())) and not bool(torch.isfinite(scores).all()):
+                raise ValueError("scores must be finite")
+            return out
         vals = composite_loss(scores, target, self.loss, link=self.link, fused=self.fused)
         if self.reduction == "mean":
             return vals.mean()
