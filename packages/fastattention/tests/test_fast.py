@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from fastattention import TilingConfig, TilingMask, attention
-from fastattention import fast
+from fastattention import TilingConfig, TilingMask, attention, fast
 
 TILED = TilingConfig(block_m=32, block_n=64, inner_n=32, cpu_flash=False)
 FAST = TilingConfig(block_m=32, block_n=64)

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
+from fastattention import TilingMask, attention, lse_merge
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from fastattention import TilingMask, attention, lse_merge
 
 BAD = [math.nan, math.inf, -math.inf]
 

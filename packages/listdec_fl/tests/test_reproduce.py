@@ -2,7 +2,15 @@ import json
 
 import pytest
 from listdec_fl.__main__ import main
-from listdec_fl.reproduce import REPRODUCTIONS, aggregate_seeds, alpha_sweep, plot_sweep, sweep_claims, sweep_settings, sweep_table
+from listdec_fl.reproduce import (
+    REPRODUCTIONS,
+    aggregate_seeds,
+    alpha_sweep,
+    plot_sweep,
+    sweep_claims,
+    sweep_settings,
+    sweep_table,
+)
 
 from .conftest import synthetic_federated
 

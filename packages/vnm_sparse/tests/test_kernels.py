@@ -76,7 +76,13 @@ def test_triton_cuda(dtype):
                                                     (64, 48, 32, 4, (7,), True)])
 def test_blocked_matches_reference(r, c, v, m, lead, bias):
     """The CPU fast path (one GEMM per row block) equals the dense reference and the gather reference."""
-    from vnm_sparse.functional import pack_vnm, vnm_mask, vnm_matmul_blocked, vnm_matmul_reference, vnm_matmul_torch
+    from vnm_sparse.functional import (
+        pack_vnm,
+        vnm_mask,
+        vnm_matmul_blocked,
+        vnm_matmul_reference,
+        vnm_matmul_torch,
+    )
 
     torch.manual_seed(0)
     w = torch.randn(r, c)

@@ -3,7 +3,6 @@ with a message or a finite result."""
 
 import math
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -13,9 +13,9 @@ from zipf_whitening import (
     UniformWhitening,
     ZipfianCentering,
     ZipfianWhitening,
-    symmetry_scores,
     sym1,
     sym2,
+    symmetry_scores,
 )
 from zipf_whitening.functional import normalize_weights
 

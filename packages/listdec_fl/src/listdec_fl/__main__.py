@@ -56,9 +56,9 @@ def _tables_args(p: argparse.ArgumentParser) -> None:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from listdec_fl.reproduce import sweep_table
-
     from papercommon.records import read_records
+
+    from listdec_fl.reproduce import sweep_table
 
     recs = [r for r in read_records(args.records, args.pattern) if "per_seed" in r["metrics"]]
     if not recs:

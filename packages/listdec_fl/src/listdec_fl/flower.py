@@ -488,7 +488,7 @@ def run_flower_simulation(sim: SimConfig, cfg: ListDecConfig, *, data: Federated
     """
     from flwr.simulation import run_simulation
 
-    from listdec_fl.simulator import data_for, model_for, byzantine_mask
+    from listdec_fl.simulator import byzantine_mask, data_for, model_for
 
     check_alpha_match(sim.alpha, cfg, "run_flower_simulation")
     data = data_for(sim, cfg.valid_fraction, data)
