@@ -2,7 +2,7 @@ from vnm_sparse.reproduce import REPRODUCTIONS
 
 
 def test_registered_names():
-    assert [r.name for r in REPRODUCTIONS] == ["vit", "smollm2", "mask-search", "storage", "kernel-cpu"]
+    assert [r.name for r in REPRODUCTIONS] == ["vit", "smollm2", "smollm2-lora", "mask-search", "storage", "kernel-cpu"]
 
 
 def test_storage_reproduction_runs(tmp_path):
