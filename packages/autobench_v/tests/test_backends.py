@@ -148,3 +148,27 @@ def test_procedural_generator_faults_and_bad_prompt():
     assert ProceduralGenerator(fault_rate=1.0).generate(prompt).info["fault"]
     with pytest.raises(BackendError, match="cannot render"):
         ProceduralGenerator().generate("a cat on a sofa")
+
+
+def test_chat_cache_key_names_server_and_sampling(server):
+    a = OpenAIChat("m", base_url=server, temperature=0.0)
+    assert server in a.cache_key and "temperature=0.0" in a.cache_key
+    assert a.cache_key != OpenAIChat("m", base_url="http://other:1/v1").cache_key
+    assert a.cache_key != OpenAIChat("m", base_url=server, temperature=0.7).cache_key
+    ex = LLMExaminer(a)
+    assert ex.eyes is a and server in ex.cache_key
+    with pytest.raises(ValueError, match="temperature"):
+        OpenAIChat("m", temperature=float("nan"))
+
+
+def test_llm_examiner_guidance_reaches_the_description_prompt(server):
+    from autobench_v.core import Aspect
+
+    FakeOpenAI.script = ["Show one clock face, hands clearly visible.",
+                         '[{"prompt": "a clock", "topic": "clock", "keywords": ["clock", "hands"]}]']
+    ex = LLMExaminer(OpenAIChat("exam", base_url=server, base_delay=0.01))
+    aspect = Aspect("reading clocks", "time", "hour hand")
+    aspect.guidance = ex.guidance(aspect)
+    ex.describe(aspect, "easy", 1, set(), 0)
+    assert "hour hand" in FakeOpenAI.requests[0]["body"]["messages"][0]["content"][0]["text"]
+    assert "hands clearly visible" in FakeOpenAI.requests[1]["body"]["messages"][0]["content"][0]["text"]

@@ -4,21 +4,22 @@ import json
 
 import pytest
 from autobench_v.backends import ProceduralGenerator
-from autobench_v.core import BackendError
+from autobench_v.core import MCQ, BackendError
 from autobench_v.examinees import (
     BiasedExaminee,
     BlindExaminee,
     PerceptionExaminee,
     ReaderSpec,
     perceive,
+    train_reader,
     training_set,
 )
 from autobench_v.examiner import ProceduralExaminer
-from autobench_v.pipeline import RunConfig, run
+from autobench_v.pipeline import RunConfig, run, shuffled_images, wilson
 from autobench_v.report import report
 from PIL import Image
 
-TINY = ReaderSpec(width=2, steps=15, train_scenes=48, batch_size=16)
+TINY = ReaderSpec(width=2, max_steps=30, eval_every=15, train_scenes=48, batch_size=16, heldout_per_capability=3)
 
 
 
@@ -68,6 +69,11 @@ def test_run_end_to_end_and_resume(tmp_path, reader):
     cfg = RunConfig(capabilities=("basic_understanding", "atmospheric_understanding"), n_per_aspect=2,
                     validation_threshold=0.0, workers=2, retries=0)
     scores = run(examiner, ProceduralGenerator(fault_rate=0.5), models, tmp_path, cfg, validator=reader, progress=False)
+    n_items = len(json.loads((tmp_path / "items.json").read_text())["items"])
+    for m in scores["accuracy"]:  # every accuracy carries its item count and a 95% interval around it
+        lo, hi = scores["ci"][m]["all"]["overall"]
+        assert scores["n"][m]["all"]["overall"] == n_items and lo <= scores["accuracy"][m]["all"]["overall"] <= hi
+        assert scores["shuffle_control"][m]["n"] == n_items
     assert set(scores["accuracy"]) == {"reader-tiny", "always-A", "blind-text-only", "flaky", "chatty"}
     assert scores["position_bias"]["always-A"]["dev_A"] > 0  # an always-A model gains on all-A questions
     n_items = len(json.loads((tmp_path / "items.json").read_text())["items"])
@@ -76,13 +82,13 @@ def test_run_end_to_end_and_resume(tmp_path, reader):
     assert any("503 busy" in a for a in answers) and any("no [[X]]" in a for a in answers)
     # A rerun reads every successful call from the cache: same scores, no model called.
     class Exploding:
-        def __init__(self, name):
-            self.name = name
+        def __init__(self, model):
+            self.name, self.cache_key = model.name, model.cache_key
 
         def answer(self, image, prompt):
             raise AssertionError("called a model whose answers are cached")
 
-    again = run(examiner, ProceduralGenerator(fault_rate=0.5), [Exploding("reader-tiny"), Exploding("always-A")],
+    again = run(examiner, ProceduralGenerator(fault_rate=0.5), [Exploding(models[0]), Exploding(models[1])],
                 tmp_path, cfg, validator=reader, progress=False)
     for m in ("reader-tiny", "always-A"):
         assert again["accuracy"][m] == scores["accuracy"][m]
@@ -106,6 +112,82 @@ def test_crashing_model_is_recorded_not_raised(tmp_path, reader):
 
     cfg = RunConfig(capabilities=("spatial_understanding",), levels=("easy",), n_per_aspect=1,
                     validation_threshold=0.0, workers=1, retries=0)
-    scores = run(ProceduralExaminer(), ProceduralGenerator(), [reader, Crashes()], tmp_path, cfg, progress=False)
+    scores = run(ProceduralExaminer(eyes=reader), ProceduralGenerator(), [reader, Crashes()], tmp_path, cfg,
+                 progress=False)
     assert scores["failures"]["crashes"] > 0 and scores["accuracy"]["crashes"]["all"]["overall"] == 0
     assert "IndexError" in (tmp_path / "answers.jsonl").read_text()
+
+
+def test_reader_trains_until_plateau(reader, tmp_path):
+    rec = reader.training
+    assert set(rec["per_capability"]) == {"basic_understanding", "spatial_understanding", "semantic_understanding",
+                                          "reasoning_capacity", "atmospheric_understanding"}
+    assert [c["step"] for c in rec["curve"]] == list(range(15, rec["steps"] + 1, 15))
+    # no improvement can beat min_delta = 1: training stops after patience evaluations without gain
+    spec = ReaderSpec(width=1, max_steps=600, eval_every=10, patience=2, min_delta=1.0, train_scenes=24,
+                      batch_size=8, heldout_per_capability=2)
+    _, rec = train_reader(spec, tmp_path)
+    assert rec["plateaued"] and rec["steps"] == 30 and len(rec["curve"]) == 3
+
+
+class Spy:
+    def __init__(self, name, base):
+        self.name, self.base, self.calls = name, base, 0
+
+    def answer(self, image, prompt):
+        self.calls += 1
+        return self.base.answer(image, prompt)
+
+
+def test_examiner_eyes_are_the_default_validator(tmp_path, reader):
+    eyes, examinee = Spy("eyes", reader), Spy("examinee", reader)
+    cfg = RunConfig(capabilities=("atmospheric_understanding",), levels=("easy",), n_per_aspect=1,
+                    validation_threshold=0.0, workers=1, shuffle_control=False)
+    scores = run(ProceduralExaminer(eyes=eyes), ProceduralGenerator(), [examinee], tmp_path, cfg, progress=False)
+    items = json.loads((tmp_path / "items.json").read_text())["items"]
+    assert scores["meta"]["validator"] == "eyes" and eyes.calls > 0
+    # the examinee answered its own questions and no probe: one call per distinct (image, prompt), since two
+    # variants coincide when the redrawn answer position is already A or D
+    asked = {(it["png"], MCQ(**v).prompt()) for it in items for v in it["variants"].values()}
+    assert len(items) > 0 and examinee.calls == len(asked)
+    with pytest.raises(ValueError, match="validator"):
+        run(ProceduralExaminer(), ProceduralGenerator(), [examinee], tmp_path / "b", cfg, progress=False)
+
+
+def test_cache_key_separates_endpoints_and_settings(tmp_path, reader):
+    class Keyed(Spy):
+        def __init__(self, key):
+            super().__init__("same-name", reader)
+            self.cache_key = key
+
+    cfg = RunConfig(capabilities=("atmospheric_understanding",), levels=("easy",), n_per_aspect=1,
+                    validation_threshold=0.0, workers=1, shuffle_control=False)
+    a, b, again = Keyed("m@http://a/v1?temperature=0"), Keyed("m@http://b/v1?temperature=0"), Keyed("m@http://a/v1?temperature=0")
+    for m in (a, b, again):
+        run(ProceduralExaminer(eyes=reader), ProceduralGenerator(), [m], tmp_path, cfg, progress=False)
+    assert a.calls > 0 and b.calls == a.calls and again.calls == 0  # another server is asked; the same is cached
+
+
+def test_shuffle_control_uses_another_items_image(tmp_path, reader):
+    items = [{"id": str(i), "png": f"{i}.png"} for i in range(7)]
+    other = shuffled_images(items, seed=3)
+    assert set(other) == {it["id"] for it in items} and all(other[i] != f"{i}.png" for i in other)
+    assert sorted(other.values()) == sorted(it["png"] for it in items)  # a permutation of the images
+
+
+def test_wilson_interval():
+    lo, hi = wilson(25, 100)
+    assert lo == pytest.approx(0.1755, abs=1e-3) and hi == pytest.approx(0.3430, abs=1e-3)
+    assert wilson(0, 10)[0] == 0 and wilson(10, 10)[1] == 1
+
+
+def test_report_cli_fails_on_missing_or_corrupt_scores(tmp_path, capsys):
+    from autobench_v.cli import main
+
+    assert main(["report", "--out", str(tmp_path / "none")]) == 1
+    (tmp_path / "scores.json").write_text("{not json")
+    assert main(["report", "--out", str(tmp_path)]) == 1
+    assert "unreadable" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--n", "0"])
+    assert e.value.code == 2

@@ -1,9 +1,10 @@
 import random
 
 import pytest
-from autobench_v.core import MCQ, extract_choice
+from autobench_v.core import CAPABILITIES, MCQ, extract_choice
 from autobench_v.examiner import ProceduralExaminer, SemanticGraph
-from autobench_v.questions import QTYPES, solve_question
+from autobench_v.pipeline import wilson
+from autobench_v.questions import NUMERIC, QTYPES, solve_question
 from autobench_v.world import LEVELS, Scene, describe_scene, parse_description, random_scene, render
 
 
@@ -69,3 +70,33 @@ def test_probes_are_true_of_the_scene():
     for p in ex.probes(d):
         assert solve_question(p.question, scene, p.options) == p.answer
     assert set(QTYPES) >= {"color_of", "mood", "probe_color", "count_all"}
+
+
+def test_aspects_per_capability_and_guidance():
+    ex = ProceduralExaminer()
+    counts = {cap: len(ex.aspects(cap)) for cap in CAPABILITIES}
+    assert counts["basic_understanding"] == counts["spatial_understanding"] == 24 and sum(counts.values()) == 90
+    aspect = next(a for a in ex.aspects("basic_understanding") if a.name == "counting purple objects")
+    aspect.guidance = ex.guidance(aspect)
+    assert "include: purple" in aspect.guidance
+    for d in ex.describe(aspect, "hard", 6, set(), seed=1):  # the guidance puts a purple object in every scene
+        assert any(o.color == "purple" for o in Scene.from_dict(d.scene).objects)
+        assert ex.question(d, [], 1).question == "How many purple objects are there in the picture?"
+
+
+def test_middle_value_strategy_scores_chance_on_numeric_questions():
+    """Always picking a middle count (2nd or 3rd smallest, alternately) must score chance: nearest-count
+    distractors put the answer in the middle 35-40% of the time."""
+    ex, hits, n = ProceduralExaminer(), 0, 0
+    for cap in ("basic_understanding", "reasoning_capacity"):
+        for a in ex.aspects(cap):
+            if a.qtype not in NUMERIC:
+                continue
+            for lv in ("easy", "medium", "hard"):
+                for d in ex.describe(a, lv, 4, set(), seed=5):
+                    q = ex.question(d, [], 5)
+                    values = sorted(q.options.values(), key=int)
+                    hits += values[1 + n % 2] == q.options[q.answer]
+                    n += 1
+    lo, hi = wilson(hits, n)
+    assert n > 250 and lo <= 0.25 <= hi, (hits, n)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from papercommon.checks import check_finite, check_int, check_range
 from PIL import Image
 
 from autobench_v.core import BackendError
@@ -92,8 +93,15 @@ class OpenAIChat(_OpenAIClient):
                  timeout: float = 60.0, retries: int = 3, temperature: float = 0.0, max_tokens: int = 1024,
                  base_delay: float = 1.0):
         super().__init__(model, base_url, api_key_env, timeout, retries, base_delay)
-        self.temperature, self.max_tokens = temperature, max_tokens
+        self.temperature, self.max_tokens = check_finite("temperature", temperature), check_int("max_tokens", max_tokens)
+        if temperature < 0:
+            raise ValueError(f"temperature: expected a finite number >= 0, got {temperature}")
         self.name = f"openai:{model}"
+
+    @property
+    def cache_key(self) -> str:
+        """Name, endpoint URL and sampling settings: answers are cached per server and setting."""
+        return f"{self.name}@{self.base_url}?temperature={self.temperature}&max_tokens={self.max_tokens}"
 
     def answer(self, image: Image.Image | None, prompt: str) -> str:
         content: list[dict] = [{"type": "text", "text": prompt}]
@@ -118,6 +126,10 @@ class OpenAIImages(_OpenAIClient):
         self.size = size
         self.name = f"openai-images:{model}"
 
+    @property
+    def cache_key(self) -> str:
+        return f"{self.name}@{self.base_url}?size={self.size}"
+
     def generate(self, prompt: str, attempt: int = 0) -> Image.Image:
         reply = self._post("/images/generations", {"model": self.model, "prompt": prompt, "n": 1,
                                                    "size": self.size, "response_format": "b64_json"})
@@ -140,9 +152,9 @@ class ProceduralGenerator:
     name = "procedural-renderer"
 
     def __init__(self, fault_rate: float = 0.0, seed: int = 0):
-        if not 0 <= fault_rate <= 1:
-            raise ValueError(f"fault_rate must be in [0, 1], got {fault_rate}")
+        check_range("fault_rate", fault_rate, 0.0, 1.0)
         self.fault_rate, self.seed = fault_rate, seed
+        self.cache_key = f"{self.name}?fault_rate={fault_rate}&seed={seed}"
 
     def generate(self, prompt: str, attempt: int = 0) -> Image.Image:
         try:
@@ -173,6 +185,7 @@ class TransformersVLM:
         self.model = AutoModelForImageTextToText.from_pretrained(path).to(device).eval()
         self.max_new_tokens, self.device = max_new_tokens, device
         self.name = f"transformers:{path.name}"
+        self.cache_key = f"transformers:{path.resolve()}?max_new_tokens={max_new_tokens}&do_sample=False"
 
     def answer(self, image: Image.Image | None, prompt: str) -> str:
         import torch
@@ -200,6 +213,7 @@ class DiffusersGenerator:
         self.pipe = DiffusionPipeline.from_pretrained(path).to(device)
         self.steps, self.device, self.seed = steps, device, seed
         self.name = f"diffusers:{path.name}"
+        self.cache_key = f"diffusers:{path.resolve()}?steps={steps}&seed={seed}"
 
     def generate(self, prompt: str, attempt: int = 0) -> Image.Image:
         import torch

@@ -1,10 +1,11 @@
-"""``autobench-v run ...`` and ``autobench-v report DIR``.
+"""``python -m autobench_v`` / ``autobench-v``: ``run``, ``report``, plus the shared ``reproduce`` and ``list``.
 
     autobench-v run --capability basic_understanding spatial_understanding --examiner procedural \\
         --generator procedural --examinees procedural --out runs/demo
     autobench-v run --capability "understanding of traffic signs" --examiner openai:gpt-4o \\
         --generator openai-images:dall-e-3 --examinees openai:gpt-4o-mini --out runs/api
-    autobench-v report runs/demo
+    autobench-v report --out runs/demo
+    autobench-v reproduce --quick --out reproductions      # = papercommon reproduce autobench_v --quick
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from papercommon.cli import Command, add_run_args, finite_float, package_main, positive_int
+
 from autobench_v.core import CAPABILITIES
 
 
-def _generator(spec: str, fault_rate: float):
+def _generator(spec: str, fault_rate: float, seed: int):
     from autobench_v.backends import DiffusersGenerator, OpenAIImages, ProceduralGenerator
 
     if spec == "procedural":
-        return ProceduralGenerator(fault_rate=fault_rate)
+        return ProceduralGenerator(fault_rate=fault_rate, seed=seed)
     if spec.startswith("openai-images:"):
         return OpenAIImages(spec.split(":", 1)[1])
     if spec.startswith("diffusers:"):
         return DiffusersGenerator(spec.split(":", 1)[1])
-    raise SystemExit(f"unknown generator {spec!r}; expected procedural, openai-images:<model> or diffusers:<path>")
+    raise ValueError(f"--generator: expected procedural, openai-images:<model> or diffusers:<path>, got {spec!r}")
 
 
 def _models(specs: list[str], quick: bool):
@@ -42,50 +45,56 @@ def _models(specs: list[str], quick: bool):
         elif spec.startswith("transformers:"):
             models.append(TransformersVLM(spec.split(":", 1)[1]))
         else:
-            raise SystemExit(f"unknown examinee {spec!r}; expected procedural, openai:<model> or transformers:<path>")
+            raise ValueError(f"--examinees: expected procedural, openai:<model> or transformers:<path>, got {spec!r}")
     return models, world
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autobench-v", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="build a benchmark and evaluate examinees on it")
+def _run_args(r: argparse.ArgumentParser) -> None:
+    add_run_args(r, out_default="runs/autobench_v")
     r.add_argument("--capability", nargs="+", default=list(CAPABILITIES))
     r.add_argument("--examiner", default="procedural", help="procedural | openai:<model>")
     r.add_argument("--generator", default="procedural", help="procedural | openai-images:<model> | diffusers:<path>")
     r.add_argument("--examinees", nargs="+", default=["procedural"],
                    help="procedural (the offline world's examinees) | openai:<model> | transformers:<path>")
-    r.add_argument("--validator", help="model answering the probe questions (default: the examiner's checker or the first examinee)")
-    r.add_argument("--n", type=int, default=10, help="descriptions per aspect per level")
-    r.add_argument("--threshold", type=float, default=0.8, help="self-validation pass threshold")
-    r.add_argument("--fault-rate", type=float, default=0.0, help="procedural generator: rate of corrupted images")
+    r.add_argument("--validator", help="model answering the probe questions (default: the examiner's own vision model)")
+    r.add_argument("--n", type=positive_int, default=10, help="descriptions per aspect per level")
+    r.add_argument("--threshold", type=finite_float, default=0.8, help="self-validation pass threshold in [0, 1]")
+    r.add_argument("--fault-rate", type=finite_float, default=0.0, help="procedural generator: rate of corrupted images")
     r.add_argument("--circular", action="store_true", help="also CircularEval")
-    r.add_argument("--workers", type=int, default=4)
-    r.add_argument("--quick", action="store_true", help="procedural world: a smaller prior set for the blind examinee")
-    r.add_argument("--out", required=True)
-    rep = sub.add_parser("report", help="markdown tables and plots of a run")
-    rep.add_argument("out")
-    args = parser.parse_args(argv)
+    r.add_argument("--workers", type=positive_int, default=4)
 
+
+def _run(args: argparse.Namespace) -> int:
+    from autobench_v.examiner import ProceduralExaminer, examiner_by_name
+    from autobench_v.pipeline import RunConfig, run
     from autobench_v.report import report
 
-    if args.cmd == "report":
-        print(report(args.out))
-        return 0
-    from autobench_v.examiner import examiner_by_name
-    from autobench_v.pipeline import RunConfig, run
-
     examinees, world = _models(args.examinees, args.quick)
-    validator = world[2] if world else None
-    if args.validator:
-        validator = _models([args.validator], args.quick)[0][0]
+    examiner = examiner_by_name(args.examiner)
+    if isinstance(examiner, ProceduralExaminer) and world:
+        examiner.eyes = world[2]  # the offline examiner sees with its checker
+    validator = _models([args.validator], args.quick)[0][0] if args.validator else None
     cfg = RunConfig(capabilities=tuple(args.capability), n_per_aspect=args.n, validation_threshold=args.threshold,
-                    circular=args.circular, workers=args.workers)
-    run(examiner_by_name(args.examiner), _generator(args.generator, args.fault_rate), examinees, args.out, cfg,
+                    circular=args.circular, workers=args.workers, seed=args.seed)
+    run(examiner, _generator(args.generator, args.fault_rate, args.seed), examinees, args.out, cfg,
         validator=validator)
     print(report(args.out))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from autobench_v.report import report
+
+    print(report(args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return package_main("autobench_v", [
+        Command("run", "build a benchmark and evaluate examinees on it", _run, _run_args),
+        Command("report", "REPORT.md and accuracy_by_level.png of a run (exit 1 if its scores are missing or corrupt)",
+                _report, lambda p: p.add_argument("--out", required=True, metavar="DIR", help="the run folder")),
+    ], argv, description=__doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ class Aspect:
     name: str
     introduction: str = ""
     qtype: str = ""  # the procedural examiner's question type; free text for LLM examiners
+    focus: dict = field(default_factory=dict)  # the procedural examiner's narrowing (a colour, shape, answer)
+    guidance: str = ""  # the examiner's per-aspect guidance (Sec. 3.2), filled in by the pipeline
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Examiner(Protocol):
     name: str
 
     def aspects(self, capability: str) -> list[Aspect]: ...
+
+    def guidance(self, aspect: Aspect) -> str: ...
 
     def describe(self, aspect: Aspect, level: str, n: int, used_words: set[str], seed: int) -> list[Description]: ...
 

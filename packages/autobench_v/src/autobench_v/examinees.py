@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from papercommon.checks import check_int, check_positive, check_range
 from PIL import Image
 
 from autobench_v.core import LETTERS
@@ -107,21 +108,72 @@ def reader_loss(model: SceneReader, x, t, m) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ReaderSpec:
-    """How a perception examinee is built: its width, training set size, steps and seed."""
+    """How a perception examinee is built: its width, training set, and the plateau rule that stops training.
+
+    Training runs until the reader's question accuracy on held-out rendered scenes (every capability, every
+    level) has not improved by ``min_delta`` for ``patience`` evaluations ``eval_every`` steps apart, or
+    ``max_steps``; the best evaluated weights are kept.
+    """
 
     width: int = 4
     train_scenes: int = 2000
-    steps: int = 1000
+    max_steps: int = 3000
+    eval_every: int = 100
+    patience: int = 3
+    min_delta: float = 0.01
+    heldout_per_capability: int = 48
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
 
+    def __post_init__(self):
+        for k in ("width", "train_scenes", "max_steps", "eval_every", "patience", "heldout_per_capability",
+                  "batch_size"):
+            check_int(k, getattr(self, k), min_value=1)
+        check_range("min_delta", self.min_delta, 0.0, 1.0)
+        check_positive("lr", self.lr)
+
     def key(self) -> str:
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+        return hashlib.sha256(f"v2/{self!r}".encode()).hexdigest()[:16]
 
 
-def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> SceneReader:
-    """Train (or load from the cache) a scene reader."""
+def heldout_questions(per_capability: int, seed: int = 777):
+    """Questions with their rendered images, per capability, from a seed disjoint from the benchmark's and
+    the training set's: ``{capability: [(image_tensor, MCQ), ...]}``, levels and aspects interleaved."""
+    from autobench_v.core import CAPABILITIES
+    from autobench_v.examiner import ProceduralExaminer
+
+    ex, out = ProceduralExaminer(), {}
+    for cap in CAPABILITIES:
+        rows, aspects = [], ex.aspects(cap)
+        for i in range(per_capability):
+            a, lv = aspects[i % len(aspects)], LEVELS[(i // len(aspects) + i) % 3]
+            for d in ex.describe(a, lv, 1, set(), seed + i):
+                rows.append((image_tensor(render(Scene.from_dict(d.scene))), ex.question(d, [], seed)))
+        out[cap] = rows
+    return out
+
+
+@torch.no_grad()
+def question_accuracy(model: SceneReader, heldout) -> dict[str, float]:
+    """Per capability: the fraction of held-out questions answered right from what the reader perceives."""
+    model.eval()
+    acc = {}
+    for cap, rows in heldout.items():
+        scenes = perceive_batch(model, torch.stack([x for x, _ in rows]))
+        acc[cap] = sum(solve_question(q.question, s, list(q.options.values())) == q.options[q.answer]
+                       for s, (_, q) in zip(scenes, rows)) / len(rows)
+    model.train()
+    return acc
+
+
+def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> tuple[SceneReader, dict]:
+    """Train (or load from the cache) a scene reader until its held-out accuracy plateaus.
+
+    Returns the model and its training record: the held-out accuracy curve, the step it stopped at, and the
+    final per-capability held-out accuracy."""
+    import json
+
     from papercommon.data import cache_dir as papercommon_cache
     from tqdm.auto import tqdm
 
@@ -129,41 +181,69 @@ def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> Sc
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
     model = SceneReader(spec.width)
-    if path.exists():
+    log = path.with_suffix(".json")
+    if path.exists() and log.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
+        return model.eval(), json.loads(log.read_text())
     x, t, m = training_set(spec.train_scenes, spec.seed)
+    heldout = heldout_questions(spec.heldout_per_capability)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.steps)
     g = torch.Generator().manual_seed(spec.seed)
-    for _ in tqdm(range(spec.steps), desc=f"train reader w={spec.width}", disable=not progress, leave=False):
-        idx = torch.randint(len(x), (spec.batch_size,), generator=g)
-        loss = reader_loss(model, x[idx], t[idx], m[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    curve, best, best_state, stale, step = [], -1.0, None, 0, 0
+    bar = tqdm(total=spec.max_steps, desc=f"train reader w={spec.width}", disable=not progress, leave=False)
+    while step < spec.max_steps and stale < spec.patience:
+        for _ in range(spec.eval_every):
+            idx = torch.randint(len(x), (spec.batch_size,), generator=g)
+            loss = reader_loss(model, x[idx], t[idx], m[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        step += spec.eval_every
+        bar.update(spec.eval_every)
+        acc = question_accuracy(model, heldout)
+        mean = sum(acc.values()) / len(acc)
+        curve.append({"step": step, "heldout_accuracy": mean, "loss": loss.item()})
+        if best_state is None or mean > best + spec.min_delta:
+            best, best_state, stale, best_acc = mean, {k: v.clone() for k, v in model.state_dict().items()}, 0, acc
+        else:
+            stale += 1
+    bar.close()
+    model.load_state_dict(best_state)
+    record = {"spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__}, "curve": curve,
+              "steps": step, "plateaued": stale >= spec.patience, "heldout_accuracy": best,
+              "per_capability": best_acc, "heldout_questions": {c: len(r) for c, r in heldout.items()}}
     tmp = path.with_suffix(f".{random.random():.8f}.tmp")
     torch.save(model.state_dict(), tmp)
+    log.write_text(json.dumps(record, indent=1))
     tmp.replace(path)
-    return model.eval()
+    return model.eval(), record
+
+
+def _decode(cells: torch.Tensor, mood: torch.Tensor) -> Scene:
+    ns, nc = len(SHAPES), len(COLORS)
+    objs = []
+    for r in range(GRID):
+        for col in range(GRID):
+            if cells[0, r, col] > 0:
+                objs.append(Obj(SHAPES[int(cells[1:1 + ns, r, col].argmax())],
+                                COLOR_NAMES[int(cells[1 + ns:1 + ns + nc, r, col].argmax())],
+                                SIZES[int(cells[1 + ns + nc:, r, col].argmax())], r, col))
+    palette, light = MOOD_KEYS[int(mood.argmax())]
+    return Scene(tuple(objs), palette, light)
+
+
+@torch.no_grad()
+def perceive_batch(model: SceneReader, x: torch.Tensor) -> list[Scene]:
+    """The scene graphs the model reads off a batch ``[B, 3, 96, 96]``."""
+    cells, mood = model(x)
+    return [_decode(c, md) for c, md in zip(cells, mood)]
 
 
 @torch.no_grad()
 def perceive(model: SceneReader, image: Image.Image) -> Scene:
     """The scene graph the model reads off an image."""
     img = image.convert("RGB").resize((GRID * 16, GRID * 16))
-    cells, mood = model(image_tensor(img)[None])
-    ns, nc = len(SHAPES), len(COLORS)
-    c = cells[0]
-    objs = []
-    for r in range(GRID):
-        for col in range(GRID):
-            if c[0, r, col] > 0:
-                objs.append(Obj(SHAPES[int(c[1:1 + ns, r, col].argmax())], COLOR_NAMES[int(c[1 + ns:1 + ns + nc, r, col].argmax())],
-                                SIZES[int(c[1 + ns + nc:, r, col].argmax())], r, col))
-    palette, light = MOOD_KEYS[int(mood[0].argmax())]
-    return Scene(tuple(objs), palette, light)
+    return perceive_batch(model, image_tensor(img)[None])[0]
 
 
 class PerceptionExaminee:
@@ -176,13 +256,18 @@ class PerceptionExaminee:
 
     def __init__(self, name: str, spec: ReaderSpec = ReaderSpec(), cache_dir=None, progress: bool = False):
         self.name, self.spec = name, spec
-        self.model = train_reader(spec, cache_dir, progress)
+        self.model, self.training = train_reader(spec, cache_dir, progress)
+        self._seen: dict[str, Scene] = {}  # image digest -> what it perceived (four variants share an image)
+        self.cache_key = f"{name}?reader={spec.key()}"
 
     def answer(self, image: Image.Image | None, prompt: str) -> str:
         question, options = parse_prompt(prompt)
         if image is None:
             return "I cannot answer without the image."
-        scene = perceive(self.model, image)
+        digest = hashlib.sha256(image.tobytes()).hexdigest()
+        scene = self._seen.get(digest)
+        if scene is None:
+            scene = self._seen[digest] = perceive(self.model, image)
         said = solve_question(question, scene, list(options.values()))
         letter = next((k for k, v in options.items() if v == said), None)
         if letter is None:  # what it saw matches no option: a guess, stable for the same prompt
@@ -194,10 +279,10 @@ class BiasedExaminee:
     """Answers A with probability ``p_a`` (stable per prompt), otherwise as ``base`` does."""
 
     def __init__(self, base, p_a: float = 0.6, name: str | None = None):
-        if not 0 <= p_a <= 1:
-            raise ValueError(f"p_a must be in [0, 1], got {p_a}")
+        check_range("p_a", p_a, 0.0, 1.0)
         self.base, self.p_a = base, p_a
         self.name = name or f"{base.name}+A-bias"
+        self.cache_key = f"{self.name}?p_a={p_a}&base={getattr(base, 'cache_key', base.name)}"
 
     def answer(self, image, prompt: str) -> str:
         if _stable_rng(self.name, prompt).random() < self.p_a:
@@ -216,6 +301,8 @@ class BlindExaminee:
 
     def __init__(self, prior_questions):
         self.prior = Counter(q.options[q.answer] for q in prior_questions)
+        digest = hashlib.sha256(repr(sorted(self.prior.items())).encode()).hexdigest()[:12]
+        self.cache_key = f"{self.name}?prior={digest}"
 
     def answer(self, image, prompt: str) -> str:
         _, options = parse_prompt(prompt)

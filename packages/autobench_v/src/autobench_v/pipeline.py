@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from papercommon.checks import check_int, check_range
+from papercommon.config import Config
 from PIL import Image
 
 from autobench_v.backends import with_retries
@@ -29,7 +31,7 @@ VARIANTS = ("original", "uniform", "allA", "allD")
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunConfig:
+class RunConfig(Config):
     """One benchmark run.
 
     Args:
@@ -46,29 +48,30 @@ class RunConfig:
         seed: seeds descriptions and questions.
     """
 
-    capabilities: tuple[str, ...] = CAPABILITIES
-    levels: tuple[str, ...] = LEVELS
-    n_per_aspect: int = 10
-    validation_threshold: float = 0.8
-    max_regenerations: int = 3
-    rebalance_seed: int = 42
-    circular: bool = False
-    workers: int = 4
-    retries: int = 2
-    seed: int = 0
+    capabilities: tuple[str, ...] = CAPABILITIES  # Sec. 3.1: the five capabilities
+    levels: tuple[str, ...] = LEVELS  # Sec. 3.2: easy / medium / hard
+    n_per_aspect: int = 10  # Sec. 3.2: descriptions per aspect per level (official code: 10)
+    validation_threshold: float = 0.8  # Sec. 3.3: probe accuracy needed to pass (official code: 0.0)
+    max_regenerations: int = 3  # Sec. 3.3: re-checks of a failing image
+    rebalance_seed: int = 42  # Sec. 3.4: seed of the uniform answer-position redraw (official code: 42)
+    circular: bool = False  # MMBench CircularEval on top (not in the paper)
+    shuffle_control: bool = True  # control: each item answered with another item's image (not in the paper)
+    workers: int = 4  # concurrent model calls
+    retries: int = 2  # retries of a transient failure
+    seed: int = 0  # seeds descriptions and questions
 
-    def __post_init__(self):
+    def validate(self) -> None:
+        if not self.capabilities:
+            raise ValueError("capabilities: expected at least one capability, got ()")
         bad = [lv for lv in self.levels if lv not in LEVELS]
-        if bad:
-            raise ValueError(f"levels must be among {LEVELS}, got {bad}")
-        if self.n_per_aspect < 1 or self.workers < 1 or self.max_regenerations < 0:
-            raise ValueError("n_per_aspect and workers must be >= 1 and max_regenerations >= 0, got "
-                             f"{self.n_per_aspect}, {self.workers}, {self.max_regenerations}")
-        if not 0 <= self.validation_threshold <= 1:
-            raise ValueError(f"validation_threshold must be in [0, 1], got {self.validation_threshold}")
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if bad or not self.levels:
+            raise ValueError(f"levels: expected a non-empty subset of {LEVELS}, got {self.levels}")
+        check_int("n_per_aspect", self.n_per_aspect)
+        check_int("workers", self.workers)
+        check_int("max_regenerations", self.max_regenerations, min_value=0)
+        check_int("retries", self.retries, min_value=0)
+        check_int("seed", self.seed, min_value=0)
+        check_range("validation_threshold", self.validation_threshold, 0.0, 1.0)
 
 
 class Cache:
@@ -120,6 +123,34 @@ class Cache:
         return Image.open(self._path(namespace, key).with_suffix(".png")).convert("RGB"), meta
 
 
+def identity(model) -> str:
+    """What a model's calls are cached under: its ``cache_key`` (name, endpoint URL, sampling settings,
+    weights) when it has one, else its name."""
+    return str(getattr(model, "cache_key", None) or model.name)
+
+
+def default_validator(examiner):
+    """The paper's validator: the examiner's own vision model (``examiner.eyes``)."""
+    eyes = getattr(examiner, "eyes", None)
+    if eyes is None:
+        raise ValueError(f"validator: the examiner {examiner.name!r} has no vision model (eyes); pass validator=")
+    return eyes
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k / n ((nan, nan) when n = 0)."""
+    check_int("n", n, min_value=0)
+    check_int("k", k, min_value=0)
+    if k > n:
+        raise ValueError(f"k: expected at most n = {n}, got {k}")
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    mid, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    lo, hi = (mid - half) / (1 + z * z / n), (mid + half) / (1 + z * z / n)
+    return (0.0 if k == 0 else min(lo, p)), (1.0 if k == n else max(hi, p))  # exact at the ends despite rounding
+
+
 def _map(fn, items, workers: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
@@ -130,16 +161,20 @@ def _map(fn, items, workers: int, desc: str, progress: bool):
 def build_items(examiner, generator, validator, cfg: RunConfig, cache: Cache, progress: bool = True) -> dict:
     """Steps 1-8: descriptions, images, self-validation, questions, rebalanced variants."""
     descriptions: list[Description] = []
+    ex_id, gen_id, val_id = identity(examiner), identity(generator), identity(validator)
     for cap in cfg.capabilities:
-        aspects = cache.call("aspects", [examiner.name, cap],
+        aspects = cache.call("aspects", [ex_id, cap],
                              lambda cap=cap: {"aspects": [asdict(a) for a in examiner.aspects(cap)]}, cfg.retries)
         if "error" in aspects:
             raise BackendError(f"the examiner could not produce aspects for {cap}: {aspects['error']}")
         graph = SemanticGraph()
         for a in (Aspect(**d) for d in aspects["aspects"]):
+            # Per-aspect guidance (Sec. 3.2): how to draw scenes for this aspect, given to every description.
+            g = cache.call("guidance", [ex_id, asdict(a)], lambda a=a: {"guidance": examiner.guidance(a)}, cfg.retries)
+            a.guidance = g.get("guidance", "")
             for level in cfg.levels:
                 used = graph.used_words
-                got = cache.call("describe", [examiner.name, asdict(a), level, cfg.n_per_aspect, sorted(used), cfg.seed],
+                got = cache.call("describe", [ex_id, asdict(a), level, cfg.n_per_aspect, sorted(used), cfg.seed],
                                  lambda a=a, level=level, used=used: {"items": [d.to_dict() for d in examiner.describe(
                                      a, level, cfg.n_per_aspect, used, cfg.seed)]}, cfg.retries)
                 for d in map(Description.from_dict, got.get("items", [])):
@@ -148,10 +183,10 @@ def build_items(examiner, generator, validator, cfg: RunConfig, cache: Cache, pr
 
     def image_and_validate(desc: Description) -> dict:
         record = {"id": desc.id, "attempts": []}
-        probes = cache.call("probes", [examiner.name, desc.prompt],
+        probes = cache.call("probes", [ex_id, desc.prompt],
                             lambda: {"probes": [asdict(p) for p in examiner.probes(desc)]}, cfg.retries)
         for attempt in range(cfg.max_regenerations + 1):
-            img, meta = cache.image("images", [generator.name, desc.prompt, attempt],
+            img, meta = cache.image("images", [gen_id, desc.prompt, attempt],
                                     lambda attempt=attempt: generator.generate(desc.prompt, attempt), cfg.retries)
             if img is None:
                 record["attempts"].append({"error": meta["error"]})
@@ -160,7 +195,7 @@ def build_items(examiner, generator, validator, cfg: RunConfig, cache: Cache, pr
             for p in probes.get("probes", []):
                 opts = dict(zip(LETTERS, p["options"]))
                 prompt = MCQ("", "", "", "", p["question"], opts, "A").prompt()
-                reply = cache.call("answers", [validator.name, meta["png"], prompt],
+                reply = cache.call("answers", [val_id, meta["png"], prompt],
                                    lambda prompt=prompt, img=img: {"reply": validator.answer(img, prompt)}, cfg.retries)
                 letter = extract_choice(reply.get("reply"))
                 if letter and opts.get(letter) == p["answer"]:
@@ -182,7 +217,7 @@ def build_items(examiner, generator, validator, cfg: RunConfig, cache: Cache, pr
     for desc, val in zip(descriptions, validated):
         if not val.get("passed"):
             continue
-        q = cache.call("questions", [examiner.name, desc.prompt, val["avoid"], cfg.seed],
+        q = cache.call("questions", [ex_id, desc.prompt, val["avoid"], cfg.seed],
                        lambda desc=desc, val=val: examiner.question(desc, val["avoid"], cfg.seed).to_dict(), cfg.retries)
         if "error" in q:
             val["question_error"] = q["error"]
@@ -198,20 +233,34 @@ def build_items(examiner, generator, validator, cfg: RunConfig, cache: Cache, pr
     return {"descriptions": len(descriptions), "validation": validated, "items": items}
 
 
+def shuffled_images(items: list[dict], seed: int) -> dict[str, str]:
+    """The image-shuffle control: item id -> the image of another item (a seeded derangement)."""
+    order = list(range(len(items)))
+    random.Random(f"shuffle/{seed}").shuffle(order)
+    return {items[order[i]]["id"]: items[order[(i + 1) % len(order)]]["png"] for i in range(len(order))
+            } if len(items) > 1 else {}
+
+
 def answer_items(items: list[dict], examinees, cfg: RunConfig, cache: Cache, progress: bool = True) -> list[dict]:
-    """Step 9: every examinee answers every variant of every item (cached, concurrent, failures recorded)."""
-    jobs = [(m, it, v) for m in examinees for it in items for v in it["variants"]]
+    """Step 9: every examinee answers every variant of every item (cached, concurrent, failures recorded).
+
+    With ``cfg.shuffle_control`` the rebalanced question is also asked with another item's image (variant
+    ``shuffled``): an examinee that reads the image scores chance there."""
+    other = shuffled_images(items, cfg.seed) if cfg.shuffle_control else {}
+    jobs = [(m, it, v) for m in examinees for it in items
+            for v in [*it["variants"], *(["shuffled"] if it["id"] in other else [])]]
 
     def ask(job):
         model, item, variant = job
-        q = MCQ(**item["variants"][variant])
+        q = MCQ(**item["variants"]["uniform" if variant == "shuffled" else variant])
+        png = other[item["id"]] if variant == "shuffled" else item["png"]
         prompt = q.prompt()
 
         def call():
-            img = Image.open(cache.root / "images" / item["png"]).convert("RGB")
+            img = Image.open(cache.root / "images" / png).convert("RGB")
             return {"reply": model.answer(img, prompt)}
 
-        reply = cache.call("answers", [model.name, item["png"], prompt], call, cfg.retries)
+        reply = cache.call("answers", [identity(model), png, prompt], call, cfg.retries)
         choice = extract_choice(reply.get("reply"))
         return {"model": model.name, "id": item["id"], "variant": variant, "capability": item["capability"],
                 "level": item["level"], "choice": choice, "correct": choice == q.answer,
@@ -222,15 +271,20 @@ def answer_items(items: list[dict], examinees, cfg: RunConfig, cache: Cache, pro
 
 def score(answers: list[dict], cfg: RunConfig) -> dict:
     """Accuracy per model, capability and level (on the rebalanced ``uniform`` variant, or CircularEval),
-    the position-bias deviations (acc_allA - acc_uniform) / acc_uniform and the same for D."""
+    each with its item count and 95% Wilson interval (``ci``); the position-bias deviations
+    (acc_allA - acc_uniform) / acc_uniform and the same for D; the image-shuffle control."""
     by = defaultdict(list)
     for a in answers:
         by[(a["model"], a["variant"])].append(a)
     models = sorted({a["model"] for a in answers})
-    out: dict = {"models": models, "accuracy": {}, "position_bias": {}, "failures": {}}
+    out: dict = {"models": models, "accuracy": {}, "ci": {}, "n": {}, "position_bias": {}, "shuffle_control": {},
+                 "failures": {}}
 
     def acc(rows):
         return sum(r["correct"] for r in rows) / len(rows) if rows else float("nan")
+
+    def ci(rows):
+        return list(wilson(sum(r["correct"] for r in rows), len(rows)))
 
     for m in models:
         uni = by[(m, "uniform")]
@@ -240,23 +294,24 @@ def score(answers: list[dict], cfg: RunConfig) -> dict:
                 for r in by[(m, v)]:
                     rot[r["id"]].append(r)
             uni = [dict(rs[0], correct=all(r["correct"] for r in rs)) for rs in rot.values()]
-        table = defaultdict(dict)
-        for cap in cfg.capabilities:
-            for lv in cfg.levels:
-                table[cap][lv] = acc([r for r in uni if r["capability"] == cap and r["level"] == lv])
-        table["all"] = {lv: acc([r for r in uni if r["level"] == lv]) for lv in cfg.levels}
-        table["all"]["overall"] = acc(uni)
-        out["accuracy"][m] = dict(table)
+        cells = {cap: {lv: [r for r in uni if r["capability"] == cap and r["level"] == lv] for lv in cfg.levels}
+                 for cap in cfg.capabilities}
+        cells["all"] = {lv: [r for r in uni if r["level"] == lv] for lv in cfg.levels} | {"overall": uni}
+        out["accuracy"][m] = {c: {lv: acc(rows) for lv, rows in t.items()} for c, t in cells.items()}
+        out["ci"][m] = {c: {lv: ci(rows) for lv, rows in t.items()} for c, t in cells.items()}
+        out["n"][m] = {c: {lv: len(rows) for lv, rows in t.items()} for c, t in cells.items()}
         base = acc(by[(m, "uniform")])
         out["position_bias"][m] = {"acc_original": acc(by[(m, "original")]), "acc_uniform": base,
                                    "dev_A": (acc(by[(m, "allA")]) - base) / base if base else float("nan"),
                                    "dev_D": (acc(by[(m, "allD")]) - base) / base if base else float("nan")}
+        sh = by[(m, "shuffled")]
+        out["shuffle_control"][m] = {"accuracy": acc(sh), "ci": ci(sh), "n": len(sh)}
         out["failures"][m] = sum(1 for v in VARIANTS for r in by[(m, v)] if r["failure"])
     return out
 
 
 def run(examiner, generator, examinees, out_dir: str | Path, cfg: RunConfig = RunConfig(), validator=None,
-        cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+        cache_dir: str | Path | None = None, progress: bool = True, full_output: bool = True) -> dict:
     """Run the whole pipeline and write ``items.json``, ``answers.jsonl`` and ``scores.json`` under ``out_dir``.
 
     Args:
@@ -264,21 +319,28 @@ def run(examiner, generator, examinees, out_dir: str | Path, cfg: RunConfig = Ru
         generator: an :class:`~autobench_v.core.ImageGenerator`.
         examinees: :class:`~autobench_v.core.VisionModel` s to benchmark.
         out_dir: output folder (also holds the call cache unless ``cache_dir`` is given).
-        validator: the model answering the probe questions (the paper: the examiner's LVLM; default the
-            first examinee).
+        validator: the model answering the probe questions (default: the examiner's own vision model, as
+            in the paper; ``ValueError`` when the examiner has none).
+        full_output: write every item and answer (``items.json``, ``answers.jsonl``: large); else only the
+            scores and a 200-answer sample (``answers-sample.jsonl``).
     """
+    if not examinees:
+        raise ValueError("examinees: expected at least one model, got none")
+    validator = validator if validator is not None else default_validator(examiner)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir or out / "cache")
-    built = build_items(examiner, generator, validator or examinees[0], cfg, cache, progress)
+    built = build_items(examiner, generator, validator, cfg, cache, progress)
     answers = answer_items(built["items"], examinees, cfg, cache, progress)
     scores = score(answers, cfg)
-    val = built["validation"]
-    scores["validation"] = validation_stats(val, cfg.validation_threshold)
-    meta = {"config": cfg.to_dict(), "examiner": examiner.name, "generator": generator.name,
-            "validator": (validator or examinees[0]).name, "examinees": [m.name for m in examinees]}
-    (out / "items.json").write_text(json.dumps({"meta": meta, **built}, indent=1))
-    (out / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    scores["validation"] = validation_stats(built["validation"], cfg.validation_threshold)
+    meta = {"config": cfg.to_dict(), "examiner": identity(examiner), "generator": identity(generator),
+            "validator": identity(validator), "examinees": [m.name for m in examinees]}
+    if full_output:
+        (out / "items.json").write_text(json.dumps({"meta": meta, **built}, indent=1))
+    kept = answers if full_output else random.Random(cfg.seed).sample(answers, min(200, len(answers)))
+    (out / ("answers.jsonl" if full_output else "answers-sample.jsonl")).write_text(
+        "".join(json.dumps(a) + "\n" for a in kept))
     (out / "scores.json").write_text(json.dumps({"meta": meta, **scores}, indent=1))
     return {"meta": meta, **scores}
 

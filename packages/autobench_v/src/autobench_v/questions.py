@@ -53,6 +53,14 @@ def _numbers(n: int) -> list[str]:
     return [str(k) for k in range(0, 12)]
 
 
+def _extreme(s: Scene, key) -> str:
+    """The name of the single object minimising ``key`` ("" when tied or empty)."""
+    if not s.objects:
+        return ""
+    ranked = sorted(s.objects, key=key)
+    return ranked[0].name if len(ranked) == 1 or key(ranked[0]) < key(ranked[1]) else ""
+
+
 def _objects_domain(p: dict, s: Scene) -> list[str]:
     names = sorted({o.name for o in s.objects})
     return names + [f"{c} {sh}" for c in COLORS for sh in SHAPES if f"{c} {sh}" not in names]
@@ -70,17 +78,19 @@ def _relation(a, b) -> str:
 
 
 def _leftmost(s: Scene) -> str:
-    if not s.objects:
-        return ""
-    cols = sorted(s.objects, key=lambda o: o.col)
-    return cols[0].name if len(cols) == 1 or cols[0].col < cols[1].col else ""
+    return _extreme(s, lambda o: o.col)
 
 
 def _topmost(s: Scene) -> str:
-    if not s.objects:
-        return ""
-    rows = sorted(s.objects, key=lambda o: o.row)
-    return rows[0].name if len(rows) == 1 or rows[0].row < rows[1].row else ""
+    return _extreme(s, lambda o: o.row)
+
+
+def _rightmost(s: Scene) -> str:
+    return _extreme(s, lambda o: -o.col)
+
+
+def _bottommost(s: Scene) -> str:
+    return _extreme(s, lambda o: -o.row)
 
 
 def _place(s: Scene) -> str:
@@ -109,6 +119,12 @@ _QTYPE_LIST = [
           lambda p, s: str(sum(o.shape == p["shape"] for o in s.objects)), lambda p, s: _numbers(12)),
     QType("count_all", "basic_understanding", "How many objects are there in the picture?",
           lambda s, rng, av: {}, lambda p, s: str(len(s.objects)), lambda p, s: _numbers(12)),
+    QType("count_color", "basic_understanding", "How many {color} objects are there in the picture?",
+          lambda s, rng, av: {"color": rng.choice(sorted({o.color for o in s.objects}))},
+          lambda p, s: str(sum(o.color == p["color"] for o in s.objects)), lambda p, s: _numbers(12)),
+    QType("count_large", "basic_understanding", "How many large objects are there in the picture?",
+          lambda s, rng, av: {} if any(o.size == "large" for o in s.objects) else None,
+          lambda p, s: str(sum(o.size == "large" for o in s.objects)), lambda p, s: _numbers(12)),
     # spatial understanding
     QType("leftmost", "spatial_understanding", "Which object is furthest to the left?",
           lambda s, rng, av: {} if len(s.objects) > 1 and _leftmost(s) else None,
@@ -116,6 +132,12 @@ _QTYPE_LIST = [
     QType("topmost", "spatial_understanding", "Which object is nearest to the top of the picture?",
           lambda s, rng, av: {} if len(s.objects) > 1 and _topmost(s) else None,
           lambda p, s: _topmost(s), _objects_domain),
+    QType("rightmost", "spatial_understanding", "Which object is furthest to the right?",
+          lambda s, rng, av: {} if len(s.objects) > 1 and _rightmost(s) else None,
+          lambda p, s: _rightmost(s), _objects_domain),
+    QType("bottommost", "spatial_understanding", "Which object is nearest to the bottom of the picture?",
+          lambda s, rng, av: {} if len(s.objects) > 1 and _bottommost(s) else None,
+          lambda p, s: _bottommost(s), _objects_domain),
     QType("relation", "spatial_understanding", "Where is the {a} relative to the {b}?",
           lambda s, rng, av: (len(u := _unique(s, lambda o: o.name)) >= 2 or None) and
           dict(zip(("a", "b"), (o.name for o in rng.sample(u, 2)))),
@@ -149,26 +171,75 @@ _QTYPE_LIST = [
 ]
 QTYPES: dict[str, QType] = {q.name: q for q in _QTYPE_LIST}
 
-def make_question(qtype: QType, scene: Scene, rng: random.Random, avoid: set[str]):
-    """Parameters, correct answer text and three distractors, or None when the scene cannot support it."""
+def _fits(focus: dict, params: dict, answer: str) -> bool:
+    return (all(params.get(k) == v for k, v in focus.items() if not k.startswith("answer"))
+            and focus.get("answer", answer) == answer and focus.get("answer_has", answer.split()[0]) in answer.split())
+
+
+def _draw(qtype: QType, scene: Scene, rng: random.Random, avoid: set[str], focus: dict):
     params = qtype.make(scene, rng, avoid)
     if params is None:
         return None
     if qtype.name == "presence":
-        obj = _pick(list(scene.objects), rng, avoid, lambda o: o.name)
-        answer = obj.name
-        present = {o.name for o in scene.objects}
-        pool = [x for x in _objects_domain({}, scene) if x not in present]
-    else:
-        answer = qtype.solve(params, scene)
-        if not answer:
+        present = [o for o in scene.objects if focus.get("answer_has", o.name.split()[0]) in o.name.split()]
+        obj = _pick(present, rng, avoid, lambda o: o.name)
+        if obj is None:
             return None
-        pool = [x for x in qtype.domain(params, scene) if x != answer]
-        if qtype.name in ("leftmost", "topmost"):  # distract with other objects of the scene first
-            names = [o.name for o in scene.objects if o.name != answer]
-            pool = list(dict.fromkeys(names + pool))[: max(3, len(names))]
-        if pool and pool[0].isdigit():  # numbers: nearby counts are the plausible distractors
-            pool = sorted(pool, key=lambda x: abs(int(x) - int(answer)))[:5]
+        names = {o.name for o in scene.objects}
+        return params, obj.name, [x for x in _objects_domain({}, scene) if x not in names]
+    answer = qtype.solve(params, scene)
+    pool = [x for x in qtype.domain(params, scene) if x != answer]
+    if qtype.name in ("leftmost", "topmost", "rightmost", "bottommost"):  # other objects of the scene first
+        names = [o.name for o in scene.objects if o.name != answer]
+        pool = list(dict.fromkeys(names + pool))[: max(3, len(names))]
+    return params, answer, pool
+
+
+NUMERIC = frozenset({"count_shape", "count_all", "count_color", "count_large", "more_than", "remove_color"})
+
+
+def numeric_options(answer: int, rank: int) -> list[str]:
+    """Four consecutive counts with ``answer`` at position ``rank`` (0 = smallest), shifted up to stay >= 0.
+
+    The examiner draws ``rank`` uniformly, so "pick the middle value" scores chance (nearest-count
+    distractors put the answer in the middle far more often than 1 time in 4)."""
+    if isinstance(answer, bool) or not isinstance(answer, int) or answer < 0:
+        raise ValueError(f"answer: expected a count (int >= 0), got {answer!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank <= 3:
+        raise ValueError(f"rank: expected an int in 0..3, got {rank!r}")
+    lo = max(0, answer - rank)
+    return [str(v) for v in range(lo, lo + 4)]
+
+
+def make_question(qtype: QType, scene: Scene, rng: random.Random, avoid: set[str], *,
+                  focus: dict | None = None, rank: int | None = None):
+    """Parameters, correct answer text and three distractors, or None when the scene cannot support it.
+
+    Args:
+        focus: the fine-grained aspect's constraints: parameter values (``{"shape": "circle"}``), the
+            answer (``{"answer": "calm"}``) or a word the answer contains (``{"answer_has": "red"}``).
+        rank: numeric questions only: where the answer sits among the four counts (0-3, drawn from ``rng``
+            when None: uniformly among the ranks the answer allows).
+    """
+    focus = focus or {}
+    for _ in range(64 if focus else 1):  # parameters are drawn at random: draw until they fit the focus
+        made = _draw(qtype, scene, rng, avoid, focus)
+        if made is None:
+            return None
+        params, answer, pool = made
+        if answer and _fits(focus, params, answer):
+            break
+    else:
+        return None
+    if not answer:
+        return None
+    if qtype.name in NUMERIC:
+        a = int(answer)
+        if rank is None:
+            rank = rng.randrange(min(a, 3) + 1)
+        if not 0 <= rank <= 3:
+            raise ValueError(f"rank: expected 0..3, got {rank}")
+        return params, answer, [x for x in numeric_options(a, rank) if x != answer]
     if len(pool) < 3:
         return None
     return params, answer, rng.sample(pool, 3)

@@ -1,0 +1,5 @@
+import sys
+
+from autobench_v.cli import main
+
+sys.exit(main())
