@@ -171,3 +171,24 @@ def test_lwc_gradient_reaches_the_clip_factors():
     q(q.clip(w)).pow(2).sum().backward()
     assert q.clip_max.grad is not None and q.clip_max.grad.abs().sum() > 0
     assert q.clip_min.grad.abs().sum() > 0
+
+
+def test_svd_factor_is_torchs_cayley_parametrisation_without_trivialization():
+    """The official ``SVDSingleTransMatrix`` puts ``nn.utils.parametrizations.orthogonal(orthogonal_map="cayley",
+    use_trivialization=False)`` on a linear whose weight starts at a random orthogonal matrix: the free matrix is
+    that weight, and ``U`` is the Cayley map of the skew matrix from its strict lower triangle. Same free matrix
+    and the same gradient step must give the same ``U`` and the same gradient."""
+    from flatquant.modules import SVDFactor
+
+    f = SVDFactor(6, torch.Generator().manual_seed(1)).double()
+    lin = torch.nn.Linear(6, 6, bias=False).double()
+    lin.weight.data = f.a_u.detach().clone()
+    lin = torch.nn.utils.parametrizations.orthogonal(lin, orthogonal_map="cayley", use_trivialization=False)
+    u_torch = lin.weight
+    u_ours = FQ.cayley(f.a_u)
+    torch.testing.assert_close(u_ours, u_torch)
+    assert not torch.allclose(u_ours, f.a_u.detach(), atol=1e-3)  # U is not the init matrix itself
+    g = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    (u_ours * g).sum().backward()
+    (u_torch * g).sum().backward()
+    torch.testing.assert_close(f.a_u.grad, lin.parametrizations.weight.original.grad)

@@ -7,7 +7,8 @@ from flatquant import reproduce as R
 def test_reproductions_registered():
     names = [r.name for r in R.REPRODUCTIONS]
     assert names == ["official", "smollm2-ppl", "minilm-embeddings", "ablation", "flatness", "overhead"]
-    assert R.OFFICIAL_SETTING == {"nsamples": 32, "seqlen": 256, "batch_size": 4, "eval_tokens": None}
+    assert R.OFFICIAL_SETTING == {"nsamples": 32, "seqlen": 256, "batch_size": 4, "eval_tokens": None,
+                                  "windows": "random"}
     assert R.OFFICIAL_PPL[2] == 106.4 and R.OFFICIAL_PPL[5] == 78.0
     # the quick setting is a different, smaller one: it must never be the official one
     assert (R.QUICK["nsamples"], R.QUICK["seqlen"]) != (32, 256) and R.QUICK["eval_tokens"] is not None
@@ -45,3 +46,24 @@ def test_cli_bad_values_are_usage_errors(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+def test_random_windows_follow_the_official_loader():
+    """Official ``get_wikitext2``: ``random.seed(seed)``; per sample ``i = random.randint(0, len - seqlen - 1)``."""
+    import random
+
+    import torch
+
+    class Tok:
+        def __call__(self, text, return_tensors=None):
+            class Out:
+                input_ids = torch.arange(1000)[None]
+            return Out()
+
+    cal, _ = R.smollm2_data(Tok(), 5, 16, 64, windows="random", seed=0)
+    random.seed(0)
+    starts = [random.randint(0, 1000 - 16 - 1) for _ in range(5)]
+    assert cal[:, 0].tolist() == starts and cal.shape == (5, 16)
+    assert (cal[:, 1:] - cal[:, :-1] == 1).all()
+    first, _ = R.smollm2_data(Tok(), 5, 16, 64)
+    assert first[:, 0].tolist() == [0, 16, 32, 48, 64]

@@ -81,8 +81,11 @@ def kronecker_matmul_reference(x: torch.Tensor, p1: torch.Tensor | None, p2: tor
 
 
 def cayley(a: torch.Tensor) -> torch.Tensor:
-    """Cayley map of the skew part of ``a``: ``Q = (I - A/2)^{-1} (I + A/2)``, orthogonal for skew ``A``."""
-    skew = a - a.transpose(-1, -2)
+    """Cayley map ``Q = (I - A/2)^{-1} (I + A/2)`` of the skew ``A = tril(a, -1) - tril(a, -1)^T`` built from the
+    strict lower triangle of ``a`` (torch's ``parametrizations.orthogonal(orthogonal_map="cayley",
+    use_trivialization=False)``, the official parametrisation: one free entry per skew pair)."""
+    low = torch.tril(a, -1)
+    skew = low - low.transpose(-1, -2)
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     return torch.linalg.solve(eye - skew / 2, eye + skew / 2)
 

@@ -22,22 +22,20 @@ class SVDFactor(nn.Module):
     """One factor ``P = U diag(sigma) V^T`` with ``U, V`` orthogonal (Sec. 3.2, "SVD parametrisation"), so
     ``P^{-T} = U diag(1/sigma) V^T`` needs no matrix inversion.
 
-    ``U = U0 cayley(A_u)`` with ``U0`` the random orthogonal init and a skew ``A_u`` starting at 0 (a Cayley
-    parametrisation that starts exactly at the official random orthogonal init), same for ``V``.
+    As the official ``SVDSingleTransMatrix``: ``U = cayley(A_u)`` with the skew ``A_u`` built from the strict lower
+    triangle of the free matrix ``a_u`` (torch's Cayley orthogonal parametrisation without trivialization), and
+    ``a_u`` starts at a random orthogonal matrix (``get_init_weight``); same for ``V``; ``sigma`` starts at 1.
     """
 
     def __init__(self, n: int, generator: torch.Generator | None = None):
         super().__init__()
-        # float64 so that P^{-T} = U diag(1/sigma) V^T holds to float64 precision (U, V exactly orthogonal)
-        self.register_buffer("u0", FQ.random_orthogonal(n, generator, torch.float64))
-        self.register_buffer("v0", FQ.random_orthogonal(n, generator, torch.float64))
-        self.a_u = nn.Parameter(torch.zeros(n, n))
-        self.a_v = nn.Parameter(torch.zeros(n, n))
+        self.a_u = nn.Parameter(FQ.random_orthogonal(n, generator, torch.float32))
+        self.a_v = nn.Parameter(FQ.random_orthogonal(n, generator, torch.float32))
         self.sigma = nn.Parameter(torch.ones(n))
 
     def _uv(self) -> tuple[torch.Tensor, torch.Tensor]:
-        u0, v0 = self.u0.double(), self.v0.double()
-        return u0 @ FQ.cayley(self.a_u.double()), v0 @ FQ.cayley(self.a_v.double())
+        # float64 so that P^{-T} = U diag(1/sigma) V^T holds to float64 precision (U, V exactly orthogonal)
+        return FQ.cayley(self.a_u.double()), FQ.cayley(self.a_v.double())
 
     def matrix(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         u, v = self._uv()

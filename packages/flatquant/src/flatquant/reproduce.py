@@ -37,7 +37,9 @@ PAPER_PPL = {"llama-3-8b": {"fp": 6.14, "smoothquant": 210.19, "quarot": 10.60, 
 # The official FlatQuant code (ruikangliu/FlatQuant @9d88ffc) run on this project's data (research notes (f)):
 # SmolLM2-135M, W4A4KV4, 32 x 256 calibration tokens of the Lee background corpus, perplexity over the whole Lee
 # text (5,151 tokens) in 512-token windows, CPU fp32, one thread.
-OFFICIAL_SETTING = {"nsamples": 32, "seqlen": 256, "batch_size": 4, "eval_tokens": None}
+# Calibration windows as the official loaders (``data_utils.get_wikitext2``): ``random.seed(seed)``, then per sample
+# a start drawn by ``random.randint(0, len - seqlen - 1)`` over the whole tokenised corpus.
+OFFICIAL_SETTING = {"nsamples": 32, "seqlen": 256, "batch_size": 4, "eval_tokens": None, "windows": "random"}
 OFFICIAL_PPL = {"fp": 31.35, "rtn": 18732.0, 2: 106.4, 5: 78.0}
 OFFICIAL_SECONDS_PER_LAYER = {2: 8.6, 5: 23.0}  # one thread
 # The quick setting: small enough for the 2-minute budget; not comparable with the official numbers.
@@ -61,8 +63,14 @@ def _smollm2():
     return load_smollm2()
 
 
-def smollm2_data(tokenizer, nsamples: int, seqlen: int, eval_tokens: int | None):
-    """Calibration ids ``[N, T]`` from the Lee background corpus and the held-out Lee documents as one stream."""
+def smollm2_data(tokenizer, nsamples: int, seqlen: int, eval_tokens: int | None, windows: str = "first",
+                 seed: int = 0):
+    """Calibration ids ``[N, T]`` from the Lee background corpus and the held-out Lee documents as one stream.
+
+    ``windows="first"``: the first ``N x T`` tokens; ``"random"``: the official loaders' random windows
+    (``random.seed(seed)``, starts ``random.randint(0, len - T - 1)``, overlaps allowed)."""
+    import random
+
     from papercommon.data import lee_documents, text_corpus
 
     cal = tokenizer(text_corpus("lee"), return_tensors="pt").input_ids[0]
@@ -73,6 +81,12 @@ def smollm2_data(tokenizer, nsamples: int, seqlen: int, eval_tokens: int | None)
     ev = tokenizer("\n\n".join(docs), return_tensors="pt").input_ids[0]
     if eval_tokens is not None:
         ev = ev[:eval_tokens]
+    if windows == "random":
+        rng = random.Random(seed)
+        starts = [rng.randint(0, len(cal) - seqlen - 1) for _ in range(nsamples)]
+        return torch.stack([cal[i:i + seqlen] for i in starts]), ev
+    if windows != "first":
+        raise ValueError(f"windows: expected 'first' or 'random', got {windows!r}")
     return cal[: nsamples * seqlen].reshape(nsamples, seqlen), ev
 
 
@@ -85,17 +99,19 @@ def _ppl(model, ev) -> float:
 _RUNS: dict[str, dict[str, Any]] = {}  # in-process memo: one calibration per (config, setting)
 
 
-def quantized_ppl(cfg: FlatQuantConfig | None, eval_tokens: int | None, progress: bool = True) -> dict[str, Any]:
-    """Perplexity of SmolLM2 quantized with ``cfg`` (None: full precision) on the Lee text; calibration on the
-    first ``cfg.nsamples x cfg.seqlen`` Lee-background tokens. Memoised within the process."""
+def quantized_ppl(cfg: FlatQuantConfig | None, eval_tokens: int | None, progress: bool = True,
+                  windows: str = "first") -> dict[str, Any]:
+    """Perplexity of SmolLM2 quantized with ``cfg`` (None: full precision) on the Lee text; calibration on
+    ``cfg.nsamples x cfg.seqlen`` Lee-background tokens (``windows``: see :func:`smollm2_data`). Memoised within
+    the process."""
     import flatquant
 
-    key = json.dumps([None if cfg is None else cfg.to_dict(), eval_tokens], sort_keys=True)
+    key = json.dumps([None if cfg is None else cfg.to_dict(), eval_tokens, windows], sort_keys=True)
     if key in _RUNS:
         return _RUNS[key]
     base, tok = _smollm2()
     ns, sl = (cfg.nsamples, cfg.seqlen) if cfg is not None else (1, 1)
-    cal, ev = smollm2_data(tok, ns, sl, eval_tokens)
+    cal, ev = smollm2_data(tok, ns, sl, eval_tokens, windows, 0 if cfg is None else cfg.seed)
     res: dict[str, Any] = {"eval_tokens": len(ev)}
     if cfg is None:
         t0 = time.perf_counter()
@@ -131,7 +147,7 @@ def run_official(epochs: int, out: Path, seed: int = 0, name: str | None = None,
     s = dict(setting or OFFICIAL_SETTING)
     s["epochs"] = epochs
     cfg = _cfg(s, seed).replace(**config)
-    metrics = quantized_ppl(cfg, s["eval_tokens"], progress=progress)
+    metrics = quantized_ppl(cfg, s["eval_tokens"], progress=progress, windows=s.get("windows", "first"))
     metrics = dict(metrics, official_code_ppl=OFFICIAL_PPL.get(epochs) if setting is None else None,
                    official_seconds_per_layer=OFFICIAL_SECONDS_PER_LAYER.get(epochs) if setting is None else None)
     write_record(out, name or f"official-flatquant-{epochs}ep-seed{seed}", config={"setting": s, **cfg.to_dict()},
