@@ -11,6 +11,9 @@ Rows:
 * ``adamw_step``: forward + backward + AdamW step (ours: fused AdamW; transformers: the default AdamW);
 * ``step_vs_gemm``: our step / the same step's GEMMs replayed alone (shapes recorded from one step;
   target <= 1.4);
+* ``forward_compiled``, ``adamw_step_compiled``, ``step_vs_gemm_compiled``: the same with
+  :meth:`DeepSeekV3.compile_blocks` (``torch.compile`` of attention, norms, dense FFNs, shared experts and the
+  LM loss; the routed dispatch stays eager); compile time (first calls) is stated in the note, not timed;
 * ``bf16_forward``: our forward under ``torch.autocast("cpu", bfloat16)`` / fp32 (a measured option; the
   note gives its logit error);
 * ``decode_4k``: one decoding step at 4K context, absorbed latent cache / naive per-head cache.
@@ -18,6 +21,7 @@ Rows:
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 
@@ -30,7 +34,8 @@ from deepseek_moe.config import DeepSeekV3Config
 from deepseek_moe.modules.model import DeepSeekV3
 
 BATCH, SEQ = 8, 256
-ROWS = ("forward", "adamw_step", "step_vs_gemm", "bf16_forward", "decode_4k")
+ROWS = ("forward", "adamw_step", "step_vs_gemm", "forward_compiled", "adamw_step_compiled", "step_vs_gemm_compiled",
+        "bf16_forward", "decode_4k")
 
 
 def _pair(cfg: DeepSeekV3Config):
@@ -97,17 +102,52 @@ def records(quick: bool = True, only: list[str] | None = None, threads: int | No
     out: list[Record] = []
     hf, ours = _pair(cfg)
     x = torch.randint(0, cfg.vocab_size, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
-    if "forward" in want or "bf16_forward" in want:
+    compiled = None
+    if want & {"forward_compiled", "adamw_step_compiled", "step_vs_gemm_compiled"}:
+        # copies taken before any step, so the compiled rows also start from identical weights
+        compiled = (copy.deepcopy(hf), copy.deepcopy(ours).compile_blocks(), copy.deepcopy(ours))
+    out += _rows(hf, ours, x, cfg, conf, rep, want, "")
+    if compiled is not None:
+        hf_c, ours_c, eager_c = compiled
+        out += _rows(hf_c, ours_c, x, cfg, conf, rep, want, "_compiled", eager=eager_c)
+    if "decode_4k" in want:
+        out.append(_decode_record(cfg, conf, rep))
+    order = {r: i for i, r in enumerate(ROWS)}
+    return sorted(out, key=lambda r: order[r.name.split("/", 1)[1]])
+
+
+def _rows(hf, ours, x, cfg, conf, rep, want, suffix, eager=None) -> list[Record]:
+    """forward / adamw_step / step_vs_gemm (+ bf16_forward when eager) of ``ours`` (``suffix``: row name suffix;
+    ``eager``: the uncompiled model whose step's GEMMs are recorded, when ``ours`` is compiled)."""
+    out: list[Record] = []
+    fw, st, gm = f"forward{suffix}", f"adamw_step{suffix}", f"step_vs_gemm{suffix}"
+    note_c = ""
+    if suffix:
+        hf.eval()
+        ours.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ours(x)
+        tf = time.perf_counter() - t0
+        ours.train()
+        t0 = time.perf_counter()
+        ours(x, labels=x, compute_mtp=False).loss.backward()
+        ours.zero_grad()
+        for g in ours.gates():
+            g.load_accum.zero_()
+        tb = time.perf_counter() - t0
+        note_c = f"; compile time (first calls, not timed) {tf:.0f} s forward, {tb:.0f} s train step"
+    if fw in want or (not suffix and "bf16_forward" in want):
         hf.eval()
         ours.eval()
         with torch.no_grad():
             ref = hf(x).logits
             diff = (ref - ours(x).logits).abs().max().item()
-            if "forward" in want:
+            if fw in want:
                 t = interleaved({"ours": lambda: ours(x), "transformers": lambda: hf(x)}, rep=rep)
-                out.append(ratio_record("deepseek_moe/forward", t, "ours", "transformers", target=1 / 1.5,
-                                        config=conf, note=f"same logits: max |diff| {diff:.1e}"))
-            if "bf16_forward" in want:
+                out.append(ratio_record(f"deepseek_moe/{fw}", t, "ours", "transformers", target=1 / 1.5,
+                                        config=conf, note=f"same logits: max |diff| {diff:.1e}{note_c}"))
+            if not suffix and "bf16_forward" in want:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     lb = ours(x).logits.float()
                 err = ((lb - ref).abs().max() / ref.abs().max()).item()
@@ -119,7 +159,7 @@ def records(quick: bool = True, only: list[str] | None = None, threads: int | No
                 t = interleaved({"ours bf16 autocast": bf16, "ours fp32": lambda: ours(x)}, rep=rep)
                 out.append(ratio_record("deepseek_moe/bf16_forward", t, "ours bf16 autocast", "ours fp32", target=1.0,
                                         config=conf, note=f"max |logit error| / max |logit| = {err:.1e} vs fp32"))
-    if "adamw_step" in want or "step_vs_gemm" in want:
+    if st in want or gm in want:
         hf.train()
         ours.train()
         oh = torch.optim.AdamW(hf.parameters(), lr=1e-4)
@@ -138,18 +178,30 @@ def records(quick: bool = True, only: list[str] | None = None, threads: int | No
             oo.step()
             ours.update_expert_bias()
 
-        if "adamw_step" in want:
+        if st in want:
             t = interleaved({"ours": step_ours, "transformers": step_hf}, rep=rep)
-            out.append(ratio_record("deepseek_moe/adamw_step", t, "ours", "transformers", target=1 / 1.5,
-                                    config=conf, note="forward + backward + AdamW (ours fused=True)"))
-        if "step_vs_gemm" in want:
-            replay, n = gemm_replay(step_ours)
+            out.append(ratio_record(f"deepseek_moe/{st}", t, "ours", "transformers", target=1 / 1.5,
+                                    config=conf, note=f"forward + backward + AdamW (ours fused=True){note_c}"))
+        if gm in want:
+            replay, n = gemm_replay(step_ours if eager is None else _eager_step(eager, x))
             t = interleaved({"ours step": step_ours, "GEMMs alone": replay}, rep=rep)
-            out.append(ratio_record("deepseek_moe/step_vs_gemm", t, "ours step", "GEMMs alone", target=1.4,
-                                    config=conf, note=f"{n} GEMMs of one step replayed with the same shapes"))
-    if "decode_4k" in want:
-        out.append(_decode_record(cfg, conf, rep))
+            out.append(ratio_record(f"deepseek_moe/{gm}", t, "ours step", "GEMMs alone", target=1.4,
+                                    config=conf, note=f"{n} GEMMs of one step replayed with the same shapes{note_c}"))
     return out
+
+
+def _eager_step(model, x):
+    """One eager training step of ``model`` (no optimizer update), for recording its GEMM shapes."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+    def step():
+        o = model(x, labels=x, compute_mtp=False)
+        opt.zero_grad()
+        o.loss.backward()
+        opt.step()
+
+    return step
 
 
 @torch.no_grad()
