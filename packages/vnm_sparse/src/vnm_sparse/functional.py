@@ -499,37 +499,75 @@ def vnm_matmul_torch(x: Tensor, packed: VNMPacked, bias: Tensor | None = None) -
     return y.reshape(*lead, r)
 
 
-def vnm_matmul_blocked(x: Tensor, packed: VNMPacked, bias: Tensor | None = None) -> Tensor:
-    """The CPU fast path of y = x @ W^T: one GEMM per V-row block, with no [T, RB, 4G] copy.
+def vnm_matmul_blocked(x: Tensor, packed: VNMPacked, bias: Tensor | None = None, *,
+                       tile_tokens: int = 2048) -> Tensor:
+    """The CPU fast path of y = x @ W^T: one GEMM per (token tile, V-row block), no [T, RB, 4G] copy.
 
-    For every row block it gathers the block's 4G kept input columns into one reused [4G, T] buffer and
-    writes ``W4_b [V, 4G] @ buf`` straight into rows of a [R, T] result (M/4 x fewer FLOPs than dense).
-    Extra memory: one transposed copy of x, the buffer (4/M of x) and one block's expanded weight. Returns the [..., R] transpose
-    view of that result (not contiguous). Same values as :func:`vnm_matmul_torch` and
-    :func:`vnm_matmul_reference` up to fp32 rounding.
+    Tokens are processed in tiles of ``tile_tokens`` (one tile up to 2,048 tokens: on a loaded 2-core
+    machine fewer, larger GEMMs measured faster than L2-sized tiles). Per tile, x's tile is transposed once
+    to [C, tt]; for every row block the block's 4G kept input rows are gathered (whole-row memcpys) into one reused [4G, tt]
+    buffer and ``W4_b [V, 4G] @ buf`` is written straight into rows of a reused [R, tt] result, which is then
+    copied into the contiguous [T, R] output (M/4 x fewer FLOPs than dense). Extra memory, independent of T:
+    the transposed tile (C x tt), the gather buffer (4G x tt), the tile result (R x tt) and one block's
+    [V, 4G] 2:4-expanded weight. With a single tile the tile result is the output, returned as the [T, R]
+    transpose view (not contiguous), and the extra memory is one transposed copy of x plus the 4/M-of-x
+    gather buffer (48 MB at C = R = 4096, T = 2048, against a 32 MB output). Same values as
+    :func:`vnm_matmul_torch` and :func:`vnm_matmul_reference` up to fp32 rounding.
+
+    When autograd needs a gradient (``x`` or the packed values require grad), it falls back to
+    :func:`vnm_matmul_reference`, whose gradients are the dense ones restricted to the kept weights.
     """
     r, c = packed.shape
     if x.shape[-1] != c:
         raise ValueError(f"x: expected last dimension {c} (in_features), given {x.shape[-1]}")
+    if tile_tokens < 1:
+        raise ValueError(f"tile_tokens: expected >= 1, given {tile_tokens}")
+    if torch.is_grad_enabled() and (x.requires_grad or packed.values.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return vnm_matmul_reference(x, packed, bias)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, c)
+    t = x2.shape[0]
     g, v = packed.col_idx.shape[1], packed.v
-    if g * packed.m > c:  # padded columns hold zero weights; pad x so their index is valid
-        x2 = torch.nn.functional.pad(x2, (0, g * packed.m - c))
-    xt = x2.t().contiguous()  # [C, T]: gathering whole rows is a memcpy (a strided gather is ~10x slower)
+    cp = g * packed.m  # padded columns hold zero weights; their (zero-filled) x rows keep the index valid
     cols = absolute_columns(packed)  # [RB, 4G]
-    yt = torch.empty(r, x2.shape[0], dtype=x.dtype, device=x.device)  # [R, T]
-    buf = torch.empty(g * KEEP_COLS, x2.shape[0], dtype=x.dtype, device=x.device)  # [4G, T]
-    meta = packed.meta.to(torch.int64)
-    pos = torch.stack([meta & 3, (meta >> 2) & 3], -1)  # [R, G, 2] 2:4 positions
-    w4_buf = torch.empty(v, g, KEEP_COLS, dtype=x.dtype, device=x.device)
-    for b in range(cols.shape[0]):
-        r0, r1 = b * v, min(r, (b + 1) * v)
-        torch.index_select(xt, 0, cols[b], out=buf)
-        w4 = w4_buf[:r1 - r0].zero_().scatter_(-1, pos[r0:r1], packed.values[r0:r1].to(x.dtype))
-        w4 = w4.reshape(r1 - r0, g * KEEP_COLS)  # [V, 4G]
-        if bias is None:
-            torch.mm(w4, buf, out=yt[r0:r1])
-        else:
-            torch.addmm(bias[r0:r1, None].to(x.dtype), w4, buf, out=yt[r0:r1])
-    return yt.t().reshape(*lead, r)
+    w4_buf = torch.empty(v, g, KEEP_COLS, dtype=x.dtype, device=x.device)  # one block's 2:4-expanded weight
+
+    def block_weight(r0: int, r1: int) -> Tensor:  # [r1 - r0, 4G]
+        meta = packed.meta[r0:r1].to(torch.int64)
+        pos = torch.stack([meta & 3, (meta >> 2) & 3], -1)  # [V, G, 2] 2:4 positions
+        w4 = w4_buf[:r1 - r0].zero_().scatter_(-1, pos, packed.values[r0:r1].to(x.dtype))
+        return w4.reshape(r1 - r0, g * KEEP_COLS)
+
+    bias_col = None if bias is None else bias.to(x.dtype)[:, None]
+
+    def tile(xs: Tensor, buf: Tensor, yt: Tensor) -> None:  # [C, n] -> yt [R, n], one GEMM per row block
+        for b in range(cols.shape[0]):
+            r0, r1 = b * v, min(r, (b + 1) * v)
+            torch.index_select(xs, 0, cols[b], out=buf)  # [4G, n]
+            if bias_col is None:
+                torch.mm(block_weight(r0, r1), buf, out=yt[r0:r1])
+            else:
+                torch.addmm(bias_col[r0:r1], block_weight(r0, r1), buf, out=yt[r0:r1])
+
+    tt = tile_tokens
+    if t <= tt:  # one tile: the [R, T] tile result is the output; return its [T, R] view (no copy)
+        xs = x2.t() if cp == c else torch.nn.functional.pad(x2, (0, cp - c)).t()
+        xs = xs.contiguous()  # [C, T]: gathering whole rows is a memcpy (a strided gather is ~10x slower)
+        yt = torch.empty(r, t, dtype=x.dtype, device=x.device)
+        tile(xs, torch.empty(g * KEEP_COLS, t, dtype=x.dtype, device=x.device), yt)
+        return yt.t().reshape(*lead, r)
+    y = torch.empty(t, r, dtype=x.dtype, device=x.device)
+    xs = torch.zeros(cp, tt, dtype=x.dtype, device=x.device)  # [C(padded), tt]
+    buf = torch.empty(g * KEEP_COLS, tt, dtype=x.dtype, device=x.device)  # [4G, tt]
+    yt = torch.empty(r, tt, dtype=x.dtype, device=x.device)  # [R, tt]
+    for t0 in range(0, t, tt):
+        n = min(tt, t - t0)
+        xs_n, buf_n, yt_n = (xs, buf, yt) if n == tt else (xs[:, :n], buf[:, :n], yt[:, :n])
+        xs_n[:c].copy_(x2[t0:t0 + n].t())
+        if n != tt:  # a strided view: index_select's out= needs a contiguous buffer
+            xs_n, buf_n, yt_n = xs_n.contiguous(), buf_n.contiguous(), torch.empty(r, n, dtype=x.dtype,
+                                                                                    device=x.device)
+        tile(xs_n, buf_n, yt_n)
+        y[t0:t0 + n].copy_(yt_n.t())
+    return y.reshape(*lead, r)
