@@ -104,3 +104,20 @@ def test_plan_visits_only_the_band_once():
                 count[q0:q1, k0:k1] += 1
         dense = mk.dense(lq, lk, off=off)
         assert (count[dense] == 1).all() and (count <= 1).all()
+
+
+def test_large_finite_inputs_pass_the_finite_check():
+    """The finite check sums in the input's dtype; an overflowing sum falls back to an element-wise check."""
+    q, k, v = (t.detach() for t in _qkv(lq=64, lk=1024))  # 32768 entries: the chunked sums
+    big = torch.full_like(v, 4e36)  # finite, but its sum overflows fp32
+    out = attention(q, k, big, backend="torch")
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="v must be finite"):
+        attention(q, k, big.index_fill(2, torch.tensor([700]), float("nan")), backend="torch")
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_dense_attention_is_one_kernel_call(causal):
+    """Dense causal / full attention runs as one piece, whose output is returned without a merge."""
+    pieces = fast.plan(TilingMask(is_causal=causal), 1024, 1024, 0, block_m=128, block_n=256)
+    assert len(pieces) == 1 and fast._whole(pieces, 1024, 1024)

@@ -61,6 +61,22 @@ class _TiledAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None
 
 
+_SERIAL = 16384  # below ATen's grain size (32768 elements) a CPU reduction runs on the calling thread
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry is finite: sums in the input's dtype (O(N d), no copy). A NaN or inf propagates
+    into its sum, so finite sums prove finite entries; a non-finite sum (maybe overflow) is checked
+    element-wise. On a CPU the sums run in chunks below ATen's grain size: one thread, no parallel region,
+    whose start-up and barrier cost ~20 ms per reduction on a busy 2-core machine (measured at N = 1024,
+    8 heads: three such reductions doubled the forward time against SDPA)."""
+    if t.device.type == "cpu" and t.is_contiguous() and t.numel() > _SERIAL:
+        s = torch.stack([c.sum() for c in t.view(-1).split(_SERIAL)]).sum()
+    else:
+        s = t.sum()
+    return bool(torch.isfinite(s)) or bool(torch.isfinite(t).all())
+
+
 def _check_inputs(q, k, v, scale, mask) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -86,8 +102,7 @@ def _check_inputs(q, k, v, scale, mask) -> None:
     if lq < 1 or k.shape[2] < 1 or d < 1:
         raise ValueError(f"attention: empty input, got q {tuple(q.shape)}, k {tuple(k.shape)}")
     for name, t in (("q", q), ("k", k), ("v", v)):
-        # one reduction pass (O(N d), against the O(N^2 d) attention); a NaN or inf propagates into the sum
-        if not bool(torch.isfinite(t.detach().sum(dtype=torch.float64))):
+        if not _all_finite(t.detach()):
             raise ValueError(f"attention: {name} must be finite, got NaN or inf values")
     if scale is not None and (not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0):
         raise ValueError(f"attention: scale must be a positive finite number or None, got {scale!r}")

@@ -262,6 +262,12 @@ def _run_fwd(q, k, v, p: Piece, scale: float, mask: TilingMask, dense, off: int,
     return o.masked_fill(empty[..., None], 0.0), lse.masked_fill(empty, NEG_INF)
 
 
+def _whole(pieces: list[Piece], lq: int, lk: int) -> bool:
+    """A single piece over all queries and all keys (dense causal or full attention): one kernel call."""
+    return len(pieces) == 1 and pieces[0].n == 1 and (pieces[0].q0, pieces[0].q1, pieces[0].k0, pieces[0].k1) == (
+        0, lq, 0, lk)
+
+
 def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pieces: list[Piece], *, scale: float,
                   mask: TilingMask, dense: torch.Tensor | None, off: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention over ``pieces``: one kernel call each, merged per query block by LSE.
@@ -271,6 +277,8 @@ def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pieces: lis
     """
     b, h, lq, _ = q.shape
     e = v.shape[-1]
+    if _whole(pieces, lq, k.shape[2]):  # one call covers everything: its output is the answer, no copy
+        return _run_fwd(q, k, v, pieces[0], scale, mask, dense, off, {})
     out = torch.zeros(b, h, lq, e, dtype=q.dtype, device=q.device)
     lse = torch.full((b, h, lq), NEG_INF, dtype=q.dtype, device=q.device)
     block = None  # (q0, q1, o, l) of the query block being merged
@@ -295,9 +303,11 @@ def flash_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
                    dense: torch.Tensor | None, off: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of :func:`flash_forward`: the kernel's backward per piece with the merged O and LSE."""
     _, bwd = _ops()
-    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     # an empty row has lse = -inf; +inf makes P = exp(S - inf) = 0 there
     lse = lse.masked_fill(torch.isneginf(lse), math.inf)
+    whole = _whole(pieces, q.shape[2], k.shape[2])
+    if not whole:
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     cache: dict = {}
     for p in pieces:
         if p.n > 1:
@@ -313,6 +323,8 @@ def flash_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
             gq, gk, gv = bwd(*args, 0.0, False, attn_mask=m, scale=scale)
         else:
             gq, gk, gv = bwd(*args, 0.0, p.kind == "causal", scale=scale)
+        if whole:  # the one piece's gradients are the gradients
+            return gq, gk, gv
         dq[:, :, r] += gq
         dk[:, :, c] += gk
         dv[:, :, c] += gv
