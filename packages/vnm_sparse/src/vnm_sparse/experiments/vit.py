@@ -25,6 +25,7 @@ from vnm_sparse.permute import permute_model_
 
 SETTINGS = {
     True: {"dense_epochs": 14, "ft_epochs": 1, "seeds": [0], "patterns": [(16, 4), (16, 5), (32, 5), (16, 8), (32, 8)]},
+    "seeds3": {"dense_epochs": 6, "ft_epochs": 1, "seeds": [0, 1, 2], "patterns": [(16, 4), (32, 5), (16, 8)]},
     False: {"dense_epochs": 30, "ft_epochs": 6, "seeds": [0, 1, 2],
             "patterns": [(16, 4), (16, 5), (32, 5), (16, 6), (32, 6), (16, 8), (32, 8)]},
 }
@@ -85,7 +86,8 @@ def retained_fraction(model: nn.Module, cfg: VNMConfig) -> float:
     return kept / total
 
 
-def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k", out=None) -> dict:
+def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k", out=None,
+            settings: dict | None = None) -> dict:
     """Train the dense ViT, then prune it to every pattern; returns accuracies per seed and pattern.
 
     With ``out`` the partial results are written to ``out/vit_partial.json`` after every pattern.
@@ -93,7 +95,7 @@ def run_vit(quick: bool = True, progress: bool = True, data: str = "mnist5k", ou
     from papercommon.data import image_dataset
     from tqdm.auto import tqdm
 
-    st = SETTINGS[quick]
+    st = SETTINGS[quick] if settings is None else settings
     xtr, ytr = image_dataset(data, "train")
     xte, yte = image_dataset(data, "test")
     t0 = time.perf_counter()
