@@ -2,6 +2,7 @@
 
     python -m deepseek_moe train --out runs/tiny --preset tiny --steps 300 --seed 0
     python -m deepseek_moe bench --quick --out bench_out
+    python -m deepseek_moe profile          # -> packages/deepseek_moe/results/profile_step.json
     python -m deepseek_moe reproduce --quick --only balance --seed 1
 """
 
@@ -22,6 +23,19 @@ def _bench(args) -> int:
     return 0
 
 
+def _profile(args) -> int:
+    import json
+    from pathlib import Path
+
+    from deepseek_moe.bench import profile_step
+
+    rec = {"eager": profile_step(), "compiled": profile_step(compiled=True)}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(args.out, "profile_step.json").write_text(json.dumps(rec, indent=2))
+    print(json.dumps(rec, indent=2))
+    return 0
+
+
 def _train(args) -> int:
     from deepseek_moe.train import run_train
 
@@ -39,6 +53,8 @@ def main(argv=None) -> int:
         Command("train", "train a small DeepSeek-V3 on an offline corpus (resume, torchrun DDP)", _train, _train_args),
         Command("bench", "CPU benchmark: ours vs transformers DeepseekV3ForCausalLM (same weights)", _bench,
                 lambda p: add_run_args(p, out_default="bench_out")),
+        Command("profile", "torch.profiler shares of one benchmark AdamW step (eager and compiled)", _profile,
+                lambda p: add_run_args(p, out_default="packages/deepseek_moe/results")),
     ], argv, description="DeepSeek-V3 (MLA, DeepSeekMoE, aux-loss-free balancing, MTP, FP8)")
 
 

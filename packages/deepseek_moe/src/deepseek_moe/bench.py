@@ -227,3 +227,54 @@ def _decode_record(cfg: DeepSeekV3Config, conf: dict, rep: int) -> Record:
     return ratio_record("deepseek_moe/decode_4k", t, "absorb cache", "naive cache", target=1.0,
                         config={**conf, "context": ctx, "batch": 1},
                         note=f"cache {sizes['absorb'][0] / 2**20:.1f} MiB vs {sizes['naive'][0] / 2**20:.1f} MiB")
+
+
+def profile_step(steps: int = 3, threads: int | None = 1, compiled: bool = False) -> dict:
+    """Where one AdamW step of the benchmark model goes (``torch.profiler`` self CPU time, shares in %).
+
+    Shares are of the profiled wall time. Categories: the GEMMs (what ``step_vs_gemm`` replays), SDPA forward + backward, the LM cross-entropy
+    (log-softmax forward/backward and NLL), the fused AdamW kernel, and everything else (elementwise,
+    indexing, routing, copies).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = DeepSeekV3Config.preset("small", n_mtp=0)
+    torch.manual_seed(0)
+    m = DeepSeekV3(cfg).train()
+    if compiled:
+        m.compile_blocks()
+    x = torch.randint(0, cfg.vocab_size, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
+
+    def step():
+        o = m(x, labels=x, compute_mtp=False)
+        opt.zero_grad()
+        o.loss.backward()
+        opt.step()
+        m.update_expert_bias()
+
+    step()
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        wall = time.perf_counter() - t0
+    cats = {"gemm": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+            "sdpa": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
+            "cross_entropy": ("aten::_log_softmax", "aten::nll_loss"),
+            "adamw": ("aten::_fused_adamw_",)}
+    ev = [k for k in prof.key_averages() if k.key.startswith("aten::")]
+    total = wall * 1e6  # us; shares are of the wall time (compiled kernels and Python overhead fall in "other")
+    share = {c: sum(k.self_cpu_time_total for k in ev if k.key.startswith(p) and (c != "gemm" or k.key in p))
+             for c, p in cats.items()}
+    share["other"] = total - sum(share.values())
+    named = set().union(*cats.values())
+    top = sorted((k for k in ev if not any(k.key.startswith(p) for p in named)), key=lambda k: -k.self_cpu_time_total)
+    return {"config": {"preset": "small", "batch": BATCH, "seq": SEQ, "threads": torch.get_num_threads(),
+                       "steps_profiled": steps, "compiled": compiled},
+            "share_percent": {c: round(100 * v / total, 1) for c, v in share.items()},
+            "top_other_percent": {k.key: round(100 * k.self_cpu_time_total / total, 1) for k in top[:8]},
+            "wall_ms_per_step": round(wall / steps * 1000, 1)}
