@@ -111,3 +111,26 @@ def test_as_module():
     m = LogLoss().as_module()
     assert isinstance(m, ProperLossModule) and "LogLoss" in repr(m)
     assert get_loss("log").as_module(reduction="none").reduction == "none"
+
+
+@pytest.mark.parametrize("name", ["brier", "spherical", "pseudo-spherical-3", "tsallis-1.5", "tsallis-3"])
+def test_closed_form_path_batched_shapes_and_retained_graph(name):
+    """The closed-form softmax path on (2, 3, K) scores, float32, matches autograd; a retained graph gives
+    the same gradient twice (the backward must not overwrite what it saved)."""
+    torch.manual_seed(1)
+    z = (2 * torch.randn(2, 3, 7)).requires_grad_(True)
+    y = torch.randint(0, 7, (2, 3))
+    out = composite_loss(z, y, name).sum()
+    (g1,) = torch.autograd.grad(out, z, retain_graph=True)
+    (g2,) = torch.autograd.grad(out, z)
+    ref = composite_loss(z, y, name, fused=False).sum()
+    (g_ref,) = torch.autograd.grad(ref, z)
+    assert torch.allclose(out, ref, atol=1e-5) and torch.equal(g1, g2)
+    assert torch.allclose(g1, g_ref, atol=1e-6, rtol=1e-4)
+
+
+def test_closed_form_path_rejects_nan_and_inf_scores():
+    z = torch.randn(4, 5)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="scores must be finite"):
+            ProperLossModule("brier")(z.index_fill(1, torch.tensor([2]), bad), torch.zeros(4, dtype=torch.long))

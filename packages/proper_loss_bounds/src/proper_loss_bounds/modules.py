@@ -27,7 +27,15 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from proper_loss_bounds.functional import check_labels, check_simplex
-from proper_loss_bounds.losses import LogLoss, ProperLoss, get_loss
+from proper_loss_bounds.losses import (
+    BrierLoss,
+    LogLoss,
+    ProperLoss,
+    PseudoSphericalLoss,
+    SphericalLoss,
+    TsallisLoss,
+    get_loss,
+)
 
 __all__ = ["ProperLossModule", "composite_loss"]
 
@@ -55,6 +63,87 @@ class _FusedSoftmaxProperLoss(torch.autograd.Function):
         a = ctx.loss._scaled_hvp(q, d)  # q ⊙ ∇²Φ(q)(q - e_y)
         gz = a.sub_(q * a.sum(-1, keepdim=True)) if a is not d else d.sub_(q * d.sum(-1, keepdim=True))
         return gz.mul_(grad_out.unsqueeze(-1)), None, None
+
+
+def _closed_form_kind(loss: ProperLoss) -> str | None:
+    """Which closed-form softmax path :class:`_ClosedFormSoftmaxLoss` has for ``loss`` (exact types only)."""
+    t = type(loss)
+    if t is BrierLoss:
+        return "brier"
+    if t in (PseudoSphericalLoss, SphericalLoss):
+        return "spherical"
+    if t is TsallisLoss and loss.alpha > 1:  # alpha < 1: q^(alpha-1) is infinite where q underflows
+        return "tsallis"
+    return None
+
+
+def _pow(q: Tensor, a: float) -> Tensor:
+    """``q ** a``; ``a = 1.5`` as ``q * sqrt(q)`` (two cheap passes beat one general ``pow``)."""
+    return torch.sqrt(q).mul_(q) if a == 1.5 else q.pow(a)
+
+
+class _ClosedFormSoftmaxLoss(torch.autograd.Function):
+    """``ℓ(softmax(z), y)`` and its gradient in closed form, a few fused passes over ``(..., K)``.
+
+    With ``q = softmax(z)``, ``v = q - e_y``, ``a = q ⊙ ∇²Φ(q) v`` and ``∂ℓ/∂z = a - q Σa``:
+
+    * Brier (``S = Σ q²``): ``ℓ = S - 2 q_y + 1``, ``∂ℓ/∂z = 2 q ⊙ (q - (S - q_y)) - 2 q_y e_y``;
+    * Tsallis-α (``T = Σ q^α``): ``ℓ = [1 + (α-1) T - α q_y^{α-1}]/(α-1)``,
+      ``∂ℓ/∂z = α q^α - α (T - q_y^{α-1}) q - α q_y^{α-1} e_y``;
+    * pseudo-spherical-α (``N = Σ q^α = ‖q‖_α^α``, ``u = q_y^{α-1}/‖q‖_α^{α-1} = -ℓ``): ``Σa = 0`` and
+      ``∂ℓ/∂z = (α-1) u (q^α / N - e_y)``.
+
+    The forward runs softmax, one power and one row sum; the backward one or two passes over the
+    saved ``(..., K)`` tensors plus an O(B) scatter. Tested against autograd of the closed-form loss.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, y: Tensor, loss: ProperLoss, kind: str) -> Tensor:
+        q = torch.softmax(z.detach(), -1)
+        yi = y.unsqueeze(-1)
+        qy = q.gather(-1, yi)
+        ctx.kind, ctx.alpha = kind, getattr(loss, "alpha", 2.0)
+        if kind == "brier":
+            s = torch.linalg.vector_norm(q, dim=-1, keepdim=True).square_()
+            vals = s - 2 * qy + 1
+            ctx.save_for_backward(q, yi, s - qy, qy)
+        elif kind == "tsallis":
+            a = ctx.alpha
+            p = _pow(q, a)
+            t = p.sum(-1, keepdim=True)
+            qya = qy.pow(a - 1)
+            vals = (1 + (a - 1) * t - a * qya) / (a - 1)
+            ctx.save_for_backward(p, q, yi, t - qya, qya)
+        else:
+            a = ctx.alpha
+            p = _pow(q, a)
+            n = p.sum(-1, keepdim=True)
+            u = (qy / n.pow(1 / a)).pow(a - 1)
+            vals = -u
+            ctx.save_for_backward(p, yi, u, n)
+        return vals.squeeze(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        g = grad_out.unsqueeze(-1)
+        a = ctx.alpha
+        if ctx.kind == "brier":
+            q, yi, c, qy = ctx.saved_tensors
+            w = 2 * g
+            gz = torch.addcmul(-c * w, q, w).mul_(q)  # 2 q (q - c) g
+            yval = -qy * w
+        elif ctx.kind == "tsallis":
+            p, q, yi, c, qya = ctx.saved_tensors
+            w = a * g
+            gz = torch.mul(p, w).addcmul_(q, -c * w)  # α g (q^α - c q)
+            yval = -qya * w
+        else:
+            p, yi, u, n = ctx.saved_tensors
+            w = (a - 1) * u * g
+            gz = torch.mul(p, w / n)  # not in place: a retained graph may run backward again
+            yval = -w
+        return gz.scatter_add_(-1, yi, yval), None, None, None
 
 
 def composite_loss(scores: Tensor, y: Tensor, loss: ProperLoss | str, *, link: str | Callable = "softmax",
@@ -111,6 +200,15 @@ def composite_loss(scores: Tensor, y: Tensor, loss: ProperLoss | str, *, link: s
         if not bool(torch.isfinite(vals.detach()).all()):
             raise ValueError("scores must be finite")
         return vals.reshape(y.shape)
+    kind = _closed_form_kind(loss) if fused else None
+    if kind is not None:
+        # q = softmax(z) is in [0, 1], so these losses are finite unless a row of z holds NaN or +inf
+        # (softmax gives NaN there): checking the B losses replaces a pass over B x K. A -inf score is a
+        # class with probability 0, as in F.cross_entropy (the log-loss path above).
+        vals = _ClosedFormSoftmaxLoss.apply(scores, y, loss, kind)
+        if not bool(torch.isfinite(vals.detach()).all()):
+            raise ValueError("scores must be finite (got NaN or +inf)")
+        return vals
     # a finite sum means every entry is finite (one reduction, far cheaper than isfinite().all() on big
     # batches); a non-finite sum of finite entries (overflow) falls back to the exact check
     if not bool(torch.isfinite(scores.detach().sum())) and not bool(torch.isfinite(scores).all()):
