@@ -9,7 +9,8 @@ Example:
     >>> from autobench_v import RunConfig, run
     >>> from autobench_v.world_models import procedural_world
     >>> examiner, generator, checker, examinees = procedural_world(quick=True)
-    >>> scores = run(examiner, generator, examinees, "runs/demo", RunConfig(n_per_aspect=4), validator=checker)
+    >>> cfg = RunConfig(capabilities=("atmospheric_understanding",), levels=("easy",), n_per_aspect=1)
+    >>> scores = run(examiner, generator, examinees, "runs/demo", cfg)  # validator: the examiner's eyes
 """
 
 from autobench_v.backends import (
