@@ -223,13 +223,13 @@ def _mean_sd(xs: list[float]) -> tuple[float, float]:
 
 @reproduction("vit-3seed", "ViT on MNIST, 3 seeds at a small budget: permutation gain and V:2:5 gap, spread-aware")
 def vit_3seed(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
-    """3 seeds x (16:4, 32:2:5, 16:2:8), 6 dense + 1 SR-STE epoch, the full 1,000-image mnist5k test split."""
+    """3 seeds x (16:4, 32:2:5, 16:2:8), 14 dense + 1 SR-STE epoch, the full 1,000-image mnist5k test split."""
     from vnm_sparse.experiments.vit import SETTINGS, run_vit
 
     st = dict(SETTINGS["seeds3"], seeds=[seed, seed + 1, seed + 2])
     if quick:
         return [Claim("Tables 1-2 / Sec. 3.2", "ViT, 3 seeds: permutation gain and V:2:5 gap", "see README", "not run",
-                      holds=None, note="--full only: about 10 min with OMP_NUM_THREADS=1 on 2 shared cores")]
+                      holds=None, note="--full only: 3 to 5 min with OMP_NUM_THREADS=1 on 2 shared cores")]
     res = run_vit(quick=False, progress=True, out=out, settings=st)
     _save(out, "vit_3seed", {"settings": st}, {"runs": res["runs"], "seconds": res["seconds"]})
     runs = res["runs"]

@@ -25,7 +25,7 @@ from vnm_sparse.permute import permute_model_
 
 SETTINGS = {
     True: {"dense_epochs": 14, "ft_epochs": 1, "seeds": [0], "patterns": [(16, 4), (16, 5), (32, 5), (16, 8), (32, 8)]},
-    "seeds3": {"dense_epochs": 6, "ft_epochs": 1, "seeds": [0, 1, 2], "patterns": [(16, 4), (32, 5), (16, 8)]},
+    "seeds3": {"dense_epochs": 14, "ft_epochs": 1, "seeds": [0, 1, 2], "patterns": [(16, 4), (32, 5), (16, 8)]},
     False: {"dense_epochs": 30, "ft_epochs": 6, "seeds": [0, 1, 2],
             "patterns": [(16, 4), (16, 5), (32, 5), (16, 6), (32, 6), (16, 8), (32, 8)]},
 }
