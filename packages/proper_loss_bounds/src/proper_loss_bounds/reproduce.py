@@ -4,8 +4,9 @@
   strongly proper losses (with the constant sqrt(2/λ)), slower for strictly-but-not-strongly proper
   ones (Tsallis α = 3: 1/3; quartic Bayes risk: 1/4), no decay for the 0-1 loss. A plot.
 * ``theorems``: the paper's two statements checked on every loss of the zoo.
-* ``learning-curve``: softmax regression with known p(y|x): E‖q̂ - p‖ against E[R], exponent ~1/2 and
-  constant below sqrt(2/λ). A plot.
+* ``learning-curve``: softmax regression with known p(y|x): E‖q̂ - p‖ against E[R]; p(x) is interior, so
+  the typical exponent is 1/2 for every loss (Tsallis-3 included; the exponents that differ are psi-slope's),
+  and ‖q̂ - p‖ <= sqrt(2R/λ) at every test point. A plot.
 
 Quick mode runs in well under 2 minutes on one CPU thread; ``--full`` uses larger searches and more
 sample sizes and seeds. Each returns :class:`papercommon.reproduce.Claim` s and writes a JSON record
@@ -172,7 +173,8 @@ def theorems(quick: bool, out: Path) -> list[Claim]:
 
 def curve_config(quick: bool) -> LearningCurveConfig:
     if quick:
-        return LearningCurveConfig(sample_sizes=(250, 1000, 4000, 16000), seeds=(0, 1), num_test=10000)
+        return LearningCurveConfig(sample_sizes=(250, 1000, 4000, 16000), seeds=(0, 1, 2), num_test=10000,
+                                   losses=("log", "brier", "spherical", "tsallis-1.5", "tsallis-3"))
     return LearningCurveConfig(sample_sizes=(125, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
                                seeds=(0, 1, 2, 3), losses=("log", "brier", "spherical", "tsallis-1.5", "tsallis-3"))
 
@@ -211,19 +213,22 @@ def learning_curve_repro(quick: bool, out: Path) -> list[Claim]:
     claims = []
     for name, f in res["fits"].items():
         note = f"n={cfg.sample_sizes}, seeds={len(cfg.seeds)}, K={cfg.num_classes}, d={cfg.dim}, s={cfg.norm:g}"
+        # issue 19: every row has a verdict that a wrong theory could fail. Here p(x) is interior, where
+        # every loss of the list has a positive-definite Hessian, so the *typical* rate is locally quadratic:
+        # exponent 1/2 for all of them, Tsallis-3 included. The paper's worst-case exponents, which differ
+        # between losses (Tsallis-3: 1/3, quartic: 1/4), are tested against each loss's own prediction in
+        # psi-slope. The strong-properness check is pointwise (every test point), not through E||q-p|| <=
+        # sqrt(E ||q-p||^2), which Jensen's inequality makes automatic; it fails if lambda is overstated.
+        claims.append(Claim("Result (ii): order 1/2 (p interior, locally quadratic)",
+                            f"{name}: fitted exponent of E||q-p|| vs E[R]", 0.5, f["exponent"],
+                            holds=abs(f["exponent"] - 0.5) <= 0.06, note=note))
         if name in STRONG:
-            claims.append(Claim("Result (ii): order 1/2", f"{name}: fitted exponent of E||q-p|| vs E[R]", 0.5,
-                                f["exponent"], holds=abs(f["exponent"] - 0.5) <= 0.06, note=note))
-            worst = max(f["err_over_sqrt_regret"])
-            claims.append(Claim("Sec. 2 (strong properness)",
-                                f"{name}: max_n E||q-p|| / sqrt(E R)  vs  sqrt(2/lambda)",
-                                f"<= {f['predicted_constant']:.4g}", worst,
-                                holds=worst <= f["predicted_constant"] * (1 + 1e-9),
-                                note=f"lambda={f['lambda']:.4g}; pointwise max ||q-p||/sqrt(2R/lambda) = "
-                                     f"{f['max_bound_ratio']:.4f} (<= 1)"))
-        else:
-            claims.append(Claim("Result (ii)", f"{name}: fitted exponent of E||q-p|| vs E[R]", "<= 0.5 + noise",
-                                f["exponent"], holds=None, note=note + "; p(x) interior, locally quadratic"))
+            claims.append(Claim("Sec. 2 (lambda-strong properness), pointwise",
+                                f"{name}: max over test points of ||q-p|| / sqrt(2 R / lambda)", "<= 1",
+                                f["max_bound_ratio"], holds=f["max_bound_ratio"] <= 1 + 1e-9,
+                                note=f"lambda={f['lambda']:.4g}; max_n E||q-p|| / sqrt(E R) = "
+                                     f"{max(f['err_over_sqrt_regret']):.4f} vs sqrt(2/lambda) = "
+                                     f"{f['predicted_constant']:.4g} (implied by Jensen, no verdict)"))
     return claims
 
 
