@@ -134,3 +134,15 @@ def test_closed_form_path_rejects_nan_and_inf_scores():
     for bad in (math.nan, math.inf):
         with pytest.raises(ValueError, match="scores must be finite"):
             ProperLossModule("brier")(z.index_fill(1, torch.tensor([2]), bad), torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ["brier", "spherical", "tsallis-1.5"])
+def test_closed_form_path_accepts_minus_inf_as_probability_zero(name):
+    """A -inf score is a class of probability 0 (as in F.cross_entropy): same loss and gradient as dropping it."""
+    z = torch.randn(3, 5, dtype=D, requires_grad=True)
+    y = torch.tensor([0, 1, 3])
+    masked = z.index_fill(1, torch.tensor([2]), -math.inf)
+    (g,) = torch.autograd.grad(composite_loss(masked, y, name).sum(), z)
+    keep = torch.tensor([0, 1, 3, 4])
+    (g_ref,) = torch.autograd.grad(composite_loss(z[:, keep], torch.tensor([0, 1, 2]), name).sum(), z)
+    assert torch.isfinite(g).all() and torch.allclose(g, g_ref, atol=1e-12)
