@@ -12,9 +12,9 @@ flwr = pytest.importorskip("flwr")
 from listdec_fl.flower import (  # noqa: E402
     InProcessGrid,
     ListDecodable,
-    _record_from_flat,
     make_client_app,
     make_evaluate_fn,
+    record_from_flat,
     run_flower_simulation,
 )
 
@@ -27,7 +27,7 @@ def _setup(n=10, alpha=0.6, attack="signflip"):
     byz = list(range(int(alpha * n)))
     cfg = ListDecConfig(alpha=alpha, **FAST)
     app = make_client_app(fed, model, byzantine=byz, attack=AttackConfig(name=attack), cfg=cfg)
-    init = _record_from_flat(model, model.init(1, torch.Generator().manual_seed(0))[0])
+    init = record_from_flat(model, model.init(1, torch.Generator().manual_seed(0))[0])
     return fed, model, app, init
 
 
@@ -113,7 +113,7 @@ def _hard_setup(n=10, n_byz=6, seed=5):
     cfg = ListDecConfig(alpha=0.6, local_steps=5, batch_size=8, lr=0.3)
     byz = list(range(n_byz))
     app = make_client_app(fed, model, byzantine=byz, attack=AttackConfig(name="signflip"), cfg=cfg)
-    init = _record_from_flat(model, model.init(1, torch.Generator().manual_seed(0))[0])
+    init = record_from_flat(model, model.init(1, torch.Generator().manual_seed(0))[0])
     return fed, model, app, init, set(byz)
 
 

@@ -247,6 +247,20 @@ def test_per_group_hyperparameters_rejected_unless_lr():
     assert a.detach().tolist() == pytest.approx([0.9, 0.9]) and b.detach().tolist() == pytest.approx([0.99, 0.99])
 
 
+@pytest.mark.parametrize("bad", [1e39, 1e-50])
+def test_values_a_float32_cannot_hold_are_rejected(bad):
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match=r"^eps: expected 0 or a value a torch.float32 can hold"):
+        DoG([a], eps=bad)
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['lr'\]: expected"):
+        ClippedSGD([{"params": [a]}, {"params": [b], "lr": bad}], lr=0.1)
+    opt = ClippedSGD([a], lr=0.1)
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['lr'\]: expected"):
+        opt.add_param_group({"params": [b], "lr": bad})
+    assert len(opt.param_groups) == 1  # all-or-nothing
+    DoG([torch.nn.Parameter(torch.ones(2, dtype=torch.float64))], eps=1e-50)  # a float64 holds it
+
+
 BAD = [
     (Polyak, {"f_star": float("nan")}, "f_star"), (Polyak, {"f_star": -math.inf}, "f_star"),
     (Polyak, {"max_step": float("nan")}, "max_step"),

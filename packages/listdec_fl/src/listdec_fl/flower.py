@@ -270,13 +270,15 @@ class ListDecodable(Strategy):
 # -- ClientApp -------------------------------------------------------------------------------------------------
 
 
-def _flat_from_record(model: FlatModel, rec: ArrayRecord) -> Tensor:
+def flat_from_record(model: FlatModel, rec: ArrayRecord) -> Tensor:
+    """The flat parameter vector of ``model`` held in a Flower ``ArrayRecord``."""
     module = model.module()
     module.load_state_dict(rec.to_torch_state_dict())
     return model.flatten(module)
 
 
-def _record_from_flat(model: FlatModel, flat: Tensor) -> ArrayRecord:
+def record_from_flat(model: FlatModel, flat: Tensor) -> ArrayRecord:
+    """A Flower ``ArrayRecord`` (the module's state dict) holding the flat parameter vector ``flat``."""
     return ArrayRecord(model.module(flat.detach().cpu()).state_dict())
 
 
@@ -319,8 +321,8 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
     def train(msg: Message, context: Context) -> Message:
         p = _pid(context)
         gen = torch.Generator().manual_seed(hash((p, int(msg.content["config"].get("server-round", 0)))) % 2**31)
-        theta = _flat_from_record(model, msg.content["arrays"])
-        vel = (_flat_from_record(model, msg.content["momentum"]) if "momentum" in msg.content.array_records
+        theta = flat_from_record(model, msg.content["arrays"])
+        vel = (flat_from_record(model, msg.content["momentum"]) if "momentum" in msg.content.array_records
                else torch.zeros_like(theta))
         is_b, atk = bool(byz[p]), attack.name
         kw = dict(steps=cfg.local_steps, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum, generator=gen)
@@ -336,7 +338,7 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
                                            flip=one & (atk == "labelflip"), signflip=one & (atk == "signflip"),
                                            gauss=one & (atk == "gauss"), **kw)
             new, new_v, loss = th1[0], v1[0], loss[0]
-        content = RecordDict({"arrays": _record_from_flat(model, new), "momentum": _record_from_flat(model, new_v),
+        content = RecordDict({"arrays": record_from_flat(model, new), "momentum": record_from_flat(model, new_v),
                               "metrics": MetricRecord({"train-loss": float(loss),
                                                        "num-examples": int(data.train_counts[p])})})
         return Message(content=content, reply_to=msg)
@@ -353,7 +355,7 @@ def make_client_app(data: FederatedData, model: FlatModel, *, byzantine: Iterabl
             for cid in ids:
                 key = f"model-{cid}"
                 if key in msg.content.array_records:
-                    theta = _flat_from_record(model, msg.content.array_records[key])
+                    theta = flat_from_record(model, msg.content.array_records[key])
                     cache[str(cid)] = float(F.cross_entropy(model.logits_shared(theta[None], vx)[0], vy))
                 if str(cid) not in cache:
                     missing.append(cid)
@@ -376,7 +378,7 @@ def make_evaluate_fn(data: FederatedData, model: FlatModel) -> Callable[[int, Ar
     """Centralised test accuracy / loss of one model (``ListDecodable.start`` applies it to every listed model)."""
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        theta = _flat_from_record(model, arrays)
+        theta = flat_from_record(model, arrays)
         with torch.no_grad():
             logits = model.logits_shared(theta[None], data.test_x)[0]
         return MetricRecord({"accuracy": float((logits.argmax(-1) == data.test_y).float().mean()),
@@ -504,7 +506,7 @@ def run_flower_simulation(sim: SimConfig, cfg: ListDecConfig, *, data: Federated
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        holder["result"] = strategy.start(grid=grid, initial_arrays=_record_from_flat(model, theta0),
+        holder["result"] = strategy.start(grid=grid, initial_arrays=record_from_flat(model, theta0),
                                           num_rounds=sim.rounds, evaluate_fn=evaluate_fn)
 
     if backend_config is None:

@@ -73,7 +73,17 @@ class _GlobalStepOptimizer(torch.optim.Optimizer):
         # CPU tensors live on the host: reading a flag there waits for no device, so the CPU path skips
         # work by branching; elsewhere every decision stays on the device (torch.where / lerp weights)
         self._host_flags = self._device.type == "cpu"
+        for i, group in enumerate(self.param_groups):
+            for key in self.defaults:
+                self._check_representable(key if i == 0 else f"param_groups[{i}][{key!r}]", group[key])
         self.state["global"] = {"optimizer": type(self).__name__, "step": 0, **self._init_global()}
+
+    def _check_representable(self, name: str, value: Any) -> None:
+        """A finite hyper-parameter the working dtype cannot hold would over- or underflow inside the step."""
+        info = torch.finfo(self._dtype)
+        if isinstance(value, float) and math.isfinite(value) and value and not info.tiny <= abs(value) <= info.max:
+            raise ValueError(f"{name}: expected 0 or a value a {self._dtype} can hold ({info.tiny:.6g} <= |x| <= "
+                             f"{info.max:.6g}), got {value!r}")
 
     # ----------------------------------------------------------------------------- state
     def _scalar(self, value: float) -> torch.Tensor:
@@ -89,7 +99,14 @@ class _GlobalStepOptimizer(torch.optim.Optimizer):
         """As ``torch.optim.Optimizer``'s, but every hyper-parameter except ``lr`` must match the first group."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        check_positive(f"param_groups[{len(self.param_groups) - 1}]['lr']", group["lr"])
+        name = f"param_groups[{len(self.param_groups) - 1}]['lr']"
+        try:
+            check_positive(name, group["lr"])
+            if hasattr(self, "_dtype"):  # groups given to the constructor are checked there, once it is known
+                self._check_representable(name, group["lr"])
+        except ValueError:
+            self.param_groups.pop()
+            raise
         first = self.param_groups[0]
         for key in self.defaults:
             if key != "lr" and group[key] != first[key]:
@@ -300,7 +317,7 @@ class DecSPS(_PolyakFamily):
 
     def _gamma(self, loss, grad_sq, move):
         group, g = self.param_groups[0], self.state["global"]
-        c_t = group["c0"] * math.sqrt(g["step"] + 1)
+        c_t = self._scalar(group["c0"] * math.sqrt(g["step"] + 1))  # a tensor: overflows to inf, not an error
         polyak = self._gap(loss, group["lower_bound"]) / grad_sq.clamp(min=group["eps"])
         gamma = torch.minimum(polyak, g["c_prev"] * g["gamma_prev"]) / c_t
         g["gamma_prev"] = torch.where(move, gamma, g["gamma_prev"])
