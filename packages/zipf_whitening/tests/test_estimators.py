@@ -130,6 +130,13 @@ def test_bad_inputs(zipf_data):
         zw.transform(X[:, :5])
     with pytest.raises(ValueError, match="2-D"):
         ZipfianWhitening().fit(torch.ones(3))
+    for empty in (np.empty((1, 0)), torch.empty(1, 0, dtype=torch.float64)):  # numpy and torch say the same
+        with pytest.raises(ValueError, match=r"0 feature\(s\) \(shape=\(1, 0\)\)"):
+            ZipfianWhitening().fit(empty)
+    huge = X.copy()
+    huge[0, 0] = 1e160  # finite, but its square overflows float64
+    with pytest.raises(ValueError, match=r"ZipfianWhitening: X: expected \|values\| <= .* got max \|x\| = 1e\+160"):
+        ZipfianWhitening().fit(huge)
 
 
 def test_near_singular_is_safe():

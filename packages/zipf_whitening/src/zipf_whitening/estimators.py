@@ -72,6 +72,8 @@ class _Base(TransformerMixin, BaseEstimator):
                 X = X.to(torch.float64)
             if X.shape[0] < 1:
                 raise ValueError(f"{name}: found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required")
+            if X.shape[1] < 1:  # as sklearn's check_array says it for numpy input
+                raise ValueError(f"{name}: found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required")
             if not torch.isfinite(X).all():
                 raise ValueError(f"{name}: input contains NaN or infinity")
             if reset:
@@ -80,11 +82,11 @@ class _Base(TransformerMixin, BaseEstimator):
                     del self.feature_names_in_
             elif X.shape[1] != self.n_features_in_:
                 raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {self.n_features_in_} features as input")
-            return X, _IO(True, X.dtype, X.device)
+            return F.check_moment_range(f"{name}: X", X), _IO(True, X.dtype, X.device)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
         if not X.flags.writeable:
             X = X.copy()
-        return torch.from_numpy(X), _IO(False, X.dtype)
+        return F.check_moment_range(f"{name}: X", torch.from_numpy(X)), _IO(False, X.dtype)
 
     def _weights(self, sample_weight, X: torch.Tensor) -> torch.Tensor | None:
         if sample_weight is None:

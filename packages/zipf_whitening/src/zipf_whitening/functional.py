@@ -39,6 +39,18 @@ def as_float64(x: Array, device: torch.device | str | None = None) -> torch.Tens
     return t.to(device=device if device is not None else t.device, dtype=torch.float64)
 
 
+def check_moment_range(name: str, X: torch.Tensor) -> torch.Tensor:
+    """``X`` unchanged, or a ``ValueError`` when a sum of its ``n * d`` squares would overflow ``X.dtype``
+    (finite values whose second moments are infinite would otherwise come back as NaN)."""
+    if X.numel():
+        bound = math.sqrt(torch.finfo(X.dtype).max / X.numel())
+        top = X.abs().max().item()
+        if top > bound:
+            raise ValueError(f"{name}: expected |values| <= {bound:.3g} (beyond it the {X.dtype} second moments "
+                             f"overflow), got max |x| = {top:.3g}; rescale the input")
+    return X
+
+
 def normalize_weights(p: Array, n: int | None = None) -> torch.Tensor:
     """Validate non-negative finite weights and rescale them to sum to 1 (float64).
 

@@ -18,7 +18,13 @@ import math
 
 import torch
 
-from zipf_whitening.functional import Array, as_float64, normalize_weights, weighted_moments
+from zipf_whitening.functional import (
+    Array,
+    as_float64,
+    check_moment_range,
+    normalize_weights,
+    weighted_moments,
+)
 
 __all__ = ["sym1", "sym2", "isoscore", "average_cosine", "symmetry_scores"]
 
@@ -36,7 +42,7 @@ def _check(X: Array) -> torch.Tensor:
         raise ValueError(f"expected a 2-D matrix with at least 2 rows, got shape {tuple(Xt.shape)}")
     if not torch.isfinite(Xt).all():
         raise ValueError("X contains NaN or infinite values")
-    return Xt
+    return check_moment_range("X", Xt)
 
 
 def sym1(X: Array, p: Array | None = None) -> float:
