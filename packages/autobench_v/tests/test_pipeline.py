@@ -191,3 +191,45 @@ def test_report_cli_fails_on_missing_or_corrupt_scores(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", "--n", "0"])
     assert e.value.code == 2
+
+
+def test_readers_trained_side_by_side_equal_readers_trained_alone(tmp_path):
+    """Two readers trained in two threads (the cold-cache path of ``procedural_world``) come out exactly as
+    when each is trained alone: same weights, same held-out curve."""
+    import torch
+    from autobench_v.examinees import train_readers
+
+    specs = [ReaderSpec(width=w, seed=s, max_steps=20, eval_every=10, train_scenes=32, batch_size=8,
+                        heldout_per_capability=2) for w, s in ((2, 0), (1, 1))]
+    together = train_readers(specs, tmp_path / "together", workers=2)
+    for spec, (model, rec) in zip(specs, together):
+        alone, alone_rec = train_reader(spec, tmp_path / f"alone-{spec.width}")
+        assert alone_rec["curve"] == rec["curve"]
+        for (k, a), b in zip(model.state_dict().items(), alone.state_dict().values()):
+            assert torch.equal(a, b), k
+    assert len(list((tmp_path / "together").glob("*.pt"))) == 2
+
+
+def test_torch_threads_restores_the_setting_nested_and_concurrent():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from autobench_v.examinees import torch_threads
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1  # the inner exit leaves the outer setting alone
+
+        def inside(_):
+            with torch_threads(1):
+                return torch.get_num_threads()
+
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(inside, range(4))) == [1] * 4
+    restored = torch.get_num_threads()
+    torch.set_num_threads(original)
+    assert restored == 2

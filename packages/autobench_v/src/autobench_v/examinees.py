@@ -10,10 +10,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
+import threading
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +75,32 @@ class SceneReader(nn.Module):
     def forward(self, x):  # x: (B, 3, 96, 96)
         h = self.body(x)  # (B, 4w, 6, 6)
         return self.cells(h), self.mood(h.mean((2, 3)))
+
+
+_THREADS_LOCK, _THREADS_STATE = threading.Lock(), {"depth": 0, "before": 1}
+_INIT_LOCK = threading.Lock()  # seeding torch's global generator and drawing the initial weights, together
+
+
+@contextmanager
+def torch_threads(n: int = 1):
+    """Run the enclosed torch work on ``n`` intra-op threads, then restore the previous setting.
+
+    The readers are tiny (a batch of 32 images of 96 x 96): a second intra-op thread buys little on an idle
+    machine and costs several times over when the cores are shared (threads spin-waiting on each other);
+    two readers training side by side on one thread each use two cores better. Nested and concurrent uses
+    (from several Python threads) share one setting: the first in sets it, the last out restores it."""
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["before"] = torch.get_num_threads()
+            torch.set_num_threads(n)
+        _THREADS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                torch.set_num_threads(_THREADS_STATE["before"])
 
 
 def scene_targets(scene: Scene) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,9 +166,11 @@ class ReaderSpec:
         return hashlib.sha256(f"v2/{self!r}".encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4)
 def heldout_questions(per_capability: int, seed: int = 777):
     """Questions with their rendered images, per capability, from a seed disjoint from the benchmark's and
-    the training set's: ``{capability: [(image_tensor, MCQ), ...]}``, levels and aspects interleaved."""
+    the training set's: ``{capability: [(image_tensor, MCQ), ...]}``, levels and aspects interleaved (built
+    once per process and shared by every reader trained on it: treat as read-only)."""
     from autobench_v.core import CAPABILITIES
     from autobench_v.examiner import ProceduralExaminer
 
@@ -167,6 +198,16 @@ def question_accuracy(model: SceneReader, heldout) -> dict[str, float]:
     return acc
 
 
+def train_readers(specs, cache_dir=None, progress: bool = False, workers: int = 2) -> list[tuple[SceneReader, dict]]:
+    """:func:`train_reader` for several specs, ``workers`` of them side by side (one torch thread each: the
+    convolutions release the GIL, so two readers use two cores; each reader's training is unchanged)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    check_int("workers", workers, min_value=1)
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda s: train_reader(s, cache_dir, progress), specs))
+
+
 def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> tuple[SceneReader, dict]:
     """Train (or load from the cache) a scene reader until its held-out accuracy plateaus.
 
@@ -175,18 +216,33 @@ def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> tu
     import json
 
     from papercommon.data import cache_dir as papercommon_cache
-    from tqdm.auto import tqdm
 
     path = Path(cache_dir or papercommon_cache("autobench_v", "readers")) / f"reader-{spec.key()}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(spec.seed)
-    model = SceneReader(spec.width)
+    with _INIT_LOCK:
+        torch.manual_seed(spec.seed)
+        model = SceneReader(spec.width)
     log = path.with_suffix(".json")
     if path.exists() and log.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), json.loads(log.read_text())
+    with torch_threads(1):
+        model, record = _fit(model, spec, progress)
+    tmp = path.with_suffix(f".{random.random():.8f}.tmp")
+    torch.save(model.state_dict(), tmp)
+    log.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+    return model.eval(), record
+
+
+def _fit(model: SceneReader, spec: ReaderSpec, progress: bool) -> tuple[SceneReader, dict]:
+    """The training loop of :func:`train_reader` (channels-last layout: about 1.5x faster convolutions on CPU)."""
+    from tqdm.auto import tqdm
+
     x, t, m = training_set(spec.train_scenes, spec.seed)
+    x = x.contiguous(memory_format=torch.channels_last)
     heldout = heldout_questions(spec.heldout_per_capability)
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr)
     g = torch.Generator().manual_seed(spec.seed)
     curve, best, best_state, stale, step = [], -1.0, None, 0, 0
@@ -209,14 +265,11 @@ def train_reader(spec: ReaderSpec, cache_dir=None, progress: bool = False) -> tu
             stale += 1
     bar.close()
     model.load_state_dict(best_state)
+    model = model.to(memory_format=torch.contiguous_format)
     record = {"spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__}, "curve": curve,
               "steps": step, "plateaued": stale >= spec.patience, "heldout_accuracy": best,
               "per_capability": best_acc, "heldout_questions": {c: len(r) for c, r in heldout.items()}}
-    tmp = path.with_suffix(f".{random.random():.8f}.tmp")
-    torch.save(model.state_dict(), tmp)
-    log.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
-    return model.eval(), record
+    return model, record
 
 
 def _decode(cells: torch.Tensor, mood: torch.Tensor) -> Scene:

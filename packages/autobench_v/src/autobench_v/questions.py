@@ -7,6 +7,7 @@ differ only in what they see.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import Counter
@@ -25,7 +26,7 @@ class QType:
     solve: Callable[[dict, Scene], str]
     domain: Callable[[dict, Scene], list[str]]  # candidate options (the answer among them)
 
-    @property
+    @functools.cached_property  # built once per question type (solving re-reads every question text)
     def regex(self) -> re.Pattern:
         """The template with each placeholder restricted to its vocabulary (shapes, colours, objects)."""
         pattern = re.escape(self.template)

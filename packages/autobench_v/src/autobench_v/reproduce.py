@@ -18,6 +18,7 @@ from papercommon.data import cache_dir
 from papercommon.records import write_record
 from papercommon.reproduce import Claim, reproduction
 
+from autobench_v.examinees import torch_threads
 from autobench_v.pipeline import RunConfig, run, wilson
 from autobench_v.report import markdown, plot
 from autobench_v.world_models import READERS, procedural_world
@@ -65,12 +66,13 @@ def pooled_table(runs: list[dict], levels) -> dict:
 def procedural(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     examiner, generator, checker, examinees = procedural_world(fault_rate=0.2, quick=quick, seed=seed)
     runs = []
-    for s in range(seed, seed + SEEDS):
-        cfg = RunConfig(n_per_aspect=1 if quick else 10, workers=2, seed=s)
-        scores = run(examiner, generator, examinees, out / f"seed{s}", cfg, progress=False, full_output=False,
-                     cache_dir=cache_dir("autobench_v", "calls"))
-        (out / f"seed{s}" / "REPORT.md").write_text(markdown(scores))
-        runs.append(scores)
+    with torch_threads(1):  # two worker threads, each reader forward on one torch thread (no oversubscription)
+        for s in range(seed, seed + SEEDS):
+            cfg = RunConfig(n_per_aspect=1 if quick else 10, workers=2, seed=s)
+            scores = run(examiner, generator, examinees, out / f"seed{s}", cfg, progress=False, full_output=False,
+                         cache_dir=cache_dir("autobench_v", "calls"))
+            (out / f"seed{s}" / "REPORT.md").write_text(markdown(scores))
+            runs.append(scores)
     levels = cfg.levels
     vision = list(READERS)
     table = pooled_table(runs, levels)
