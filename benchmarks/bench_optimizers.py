@@ -80,7 +80,8 @@ def _run(build, method: str, lr: float | None, seed: int, data, st: dict) -> dic
     _, train_ids, val_ids = data
     torch.manual_seed(seed)
     model, loss_fn = build()
-    opt = _optimizer(method, model.parameters(), st["steps"], lr)
+    params = list(model.parameters())
+    opt = _optimizer(method, params, st["steps"], lr)
     g = torch.Generator().manual_seed(seed)
     losses, wall, t0 = [], [], time.perf_counter()
     for _ in range(st["steps"]):
@@ -95,13 +96,15 @@ def _run(build, method: str, lr: float | None, seed: int, data, st: dict) -> dic
         loss = float(opt.step(closure).detach())
         losses.append(loss)
         wall.append(time.perf_counter() - t0)
-        if not math.isfinite(loss):
-            break
-    with torch.no_grad():
-        gv = torch.Generator().manual_seed(10_000)
-        val = statistics.fmean(float(loss_fn(*_batch(val_ids, st, gv))) for _ in range(st["eval_batches"]))
-    return {"losses": losses, "wall": wall, "val": val if math.isfinite(val) else math.inf,
-            "seconds": time.perf_counter() - t0}
+        if not (math.isfinite(loss) and torch.nn.utils.get_total_norm(params).isfinite()):
+            break  # diverged: a non-finite loss or weight (the model refuses NaN hidden states downstream)
+    else:
+        with torch.no_grad():
+            gv = torch.Generator().manual_seed(10_000)
+            val = statistics.fmean(float(loss_fn(*_batch(val_ids, st, gv))) for _ in range(st["eval_batches"]))
+        return {"losses": losses, "wall": wall, "val": val if math.isfinite(val) else math.inf,
+                "seconds": time.perf_counter() - t0}
+    return {"losses": losses, "wall": wall, "val": math.inf, "seconds": time.perf_counter() - t0}
 
 
 def main(out: Path, quick: bool = True) -> list[Record]:
@@ -111,6 +114,7 @@ def main(out: Path, quick: bool = True) -> list[Record]:
     curves: dict[str, dict[str, list[dict]]] = {}
     for task, build in _models(data[0], st).items():
         curves[task] = {}
+        _run(build, "sgd", 1e-3, 0, data, dict(st, steps=3, eval_batches=1))  # warm-up: lazy init out of the timings
         for method in ("adamw", "sgd", "clipped_sgd", "inexact_polyak", "decsps", "adasps", "dog"):
             grid = GRIDS.get(method, (None,))
             tune = {lr: _run(build, method, lr, st["seeds"][0], data, st) for lr in grid}
