@@ -55,8 +55,13 @@ def test_config_is_frozen_keyword_only_and_validated(tmp_path):
     assert cfg.replace(lr=2.0).lr == 2.0
     assert Outer.load(cfg.save(tmp_path / "c.json")) == cfg
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad.json: not valid JSON .*expected a config file of Outer"):
         Outer.load(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match=r"missing.json not found: expected a config file of Outer"):
+        Outer.load(tmp_path / "missing.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"list.json: expected .* holding a JSON object, got list"):
+        Outer.load(tmp_path / "list.json")
 
 
 def test_checks_name_the_argument():

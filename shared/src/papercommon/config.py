@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from pathlib import Path
@@ -89,14 +88,9 @@ class Config:
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
         """Read a config written by :meth:`save`; a missing or corrupt file raises naming the path."""
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{cls.__name__}.load: no config file at {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{cls.__name__}.load: {path} is not valid JSON ({e})") from None
-        return cls.from_dict(d)
+        from papercommon.records import read_json
+
+        return cls.from_dict(read_json(path, f"a config file of {cls.__name__} (written by save)"))
 
 
 def _to_plain(v: Any) -> Any:

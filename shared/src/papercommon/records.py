@@ -105,6 +105,21 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return path
 
 
+def read_json(path: str | Path, what: str = "a JSON file") -> dict[str, Any]:
+    """The JSON object at ``path``: ``FileNotFoundError`` / ``ValueError`` naming the path and ``what`` was
+    expected when it is missing, not valid JSON, or not an object."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: expected {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}), expected {what}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected {what} holding a JSON object, got {type(d).__name__}")
+    return d
+
+
 def _command() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else ""
 

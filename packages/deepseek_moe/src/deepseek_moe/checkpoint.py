@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from papercommon.records import read_json
 from torch import Tensor, nn
 
 from deepseek_moe.config import DeepSeekV3Config
@@ -163,10 +164,10 @@ class CheckpointReader:
         self.path = Path(path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: expected an HF checkpoint folder (config.json + *.safetensors)")
-        self.config = _read_json(self.path / "config.json")
+        self.config = read_json(self.path / "config.json", "an HF checkpoint folder's config.json")
         idx = self.path / "model.safetensors.index.json"
         if idx.exists():
-            wm = _read_json(idx).get("weight_map")
+            wm = read_json(idx, "a safetensors index").get("weight_map")
             if not isinstance(wm, dict):
                 raise ValueError(f"{idx}: expected a 'weight_map' object, got {type(wm).__name__}")
             files = sorted(set(wm.values()))
@@ -232,18 +233,6 @@ class CheckpointReader:
         if t.dtype == torch.float8_e4m3fn:
             return t, self.get(key + "_scale_inv").float()
         return weight_quant(t.float(), block, scale_fmt)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: expected an HF checkpoint folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(d).__name__}")
-    return d
 
 
 def read_safetensors(path) -> dict[str, Tensor]:
