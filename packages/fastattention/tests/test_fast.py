@@ -37,6 +37,14 @@ CASES = [
     dict(causal=True, window=90, q_offset=-20, lq=200, lk=200),
     dict(hk=1, causal=True, window=65, lq=300, lk=300),
     dict(hk=4, d=8, e=24, causal=False),
+    # the window plan: a leading causal piece, batched masked blocks sharing one template, sliced tail blocks
+    dict(causal=True, window=20, lq=203, lk=203),  # window < block, N not a multiple of the block
+    dict(causal=True, window=500, lq=150, lk=150),  # window > N: the whole thing is the leading causal piece
+    dict(hk=1, b=2, causal=True, window=40, lq=203, lk=203),  # GQA, batch 2
+    dict(causal=False, window=33, lq=203, lk=203),  # both edges, blocks cut by the key end
+    dict(causal=True, window=50, q_offset=30, lq=120, lk=200),  # leading piece = full + causal, merged
+    dict(causal=True, window=64, lq=97, lk=300),  # decoding-like offset: no leading piece
+    dict(causal=True, window=37, lq=200, lk=120, q_offset=0),  # the last queries see no key: empty rows
 ]
 
 
@@ -44,7 +52,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
 def test_fast_path_equals_reference_and_tiled_loop(case, use_lse):
     case = dict(case)
-    shape = {k: case.pop(k) for k in ("h", "hk", "lq", "lk", "d", "e") if k in case}
+    shape = {k: case.pop(k) for k in ("h", "hk", "lq", "lk", "d", "e", "b") if k in case}
     q, k, v = _qkv(**shape)
     o, lse, g = _run(q, k, v, FAST, use_lse=use_lse, **case)
     o_t, lse_t, g_t = _run(q, k, v, TILED, use_lse=use_lse, **case)
@@ -121,3 +129,36 @@ def test_dense_attention_is_one_kernel_call(causal):
     """Dense causal / full attention runs as one piece, whose output is returned without a merge."""
     pieces = fast.plan(TilingMask(is_causal=causal), 1024, 1024, 0, block_m=128, block_n=256)
     assert len(pieces) == 1 and fast._whole(pieces, 1024, 1024)
+
+
+def test_window_plan_is_a_causal_head_and_one_batched_run():
+    """N = 16K, window 1024: the first W queries are one unmasked causal piece, the rest one batched kernel
+    call; the band template is cached across calls (no mask construction per call)."""
+    n = 16384
+    pieces = fast.plan(TilingMask.sliding_window(1024), n, n, 0, block_m=128, block_n=256)
+    assert [(p.kind, p.n) for p in pieces] == [("causal", 1), ("mask", 120)]
+    assert (pieces[0].q0, pieces[0].q1, pieces[0].k0, pieces[0].k1) == (0, 1024, 0, 1024)
+    q, k, v = (torch.randn(1, 1, 600, 16) for _ in range(3))
+    attention(q, k, v, causal=True, window=100, backend="torch", tiling=FAST)
+    misses = fast._band_template.cache_info().misses
+    attention(q, k, v, causal=True, window=100, backend="torch", tiling=FAST)
+    assert fast._band_template.cache_info().misses == misses
+
+
+@pytest.mark.parametrize("window", [37, (20, 9), (5, 40)])
+def test_band_mask_slices_and_empty_rows_match_the_dense_mask(window):
+    """Every piece's additive mask (a slice of the cached template) and its empty rows equal the band mask."""
+    mk = TilingMask.sliding_window(window, causal=isinstance(window, int))
+    for lq, lk, off in ((203, 203, 0), (90, 160, 70), (150, 120, -30), (200, 120, 0)):  # empty rows: both ends
+        dense = mk.dense(lq, lk, off=off)
+        cache: dict = {}
+        for p in fast.plan(mk, lq, lk, off, block_m=32, block_n=64):
+            if p.kind != "mask":
+                continue
+            for q0, q1, k0, k1 in p.blocks():
+                piece = fast.Piece(q0, q1, k0, k1, "mask")
+                m, empty = fast._piece_mask(mk, None, piece, off, torch.float32, torch.device("cpu"), cache)
+                keep = dense[q0:q1, k0:k1]
+                assert torch.equal(m[0, 0] == 0, keep) and torch.isneginf(m[0, 0]).eq(~keep).all()
+                want = ~keep.any(-1)
+                assert torch.equal(empty[0, 0], want) if empty is not None else not want.any()
