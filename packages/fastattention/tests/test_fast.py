@@ -162,3 +162,14 @@ def test_band_mask_slices_and_empty_rows_match_the_dense_mask(window):
                 assert torch.equal(m[0, 0] == 0, keep) and torch.isneginf(m[0, 0]).eq(~keep).all()
                 want = ~keep.any(-1)
                 assert torch.equal(empty[0, 0], want) if empty is not None else not want.any()
+
+
+def test_large_band_masks_are_built_per_call(monkeypatch):
+    """Templates above the cache bound are built per call, with the same result."""
+    q, k, v = (t.detach() for t in _qkv(lq=203, lk=203))
+    want = attention(q, k, v, causal=True, window=40, backend="reference")
+    monkeypatch.setattr(fast, "_CACHED_MASK", 0)
+    misses = fast._band_template.cache_info().misses
+    got = attention(q, k, v, causal=True, window=40, backend="torch", tiling=TilingConfig(block_m=16, block_n=32))
+    assert fast._band_template.cache_info().misses == misses
+    assert (got - want).abs().max() < 2e-6

@@ -180,6 +180,9 @@ def _runs(pieces: list[Piece]) -> list[Piece]:
     return out
 
 
+_CACHED_MASK = 1 << 21  # templates up to 8 MB (fp32) are kept across calls; 32 of them at most
+
+
 @lru_cache(maxsize=32)
 def _band_template(left: float, right: float, d: int, bm: int, bn: int, dtype: torch.dtype, device: str
                    ) -> torch.Tensor:
@@ -207,7 +210,8 @@ def _piece_mask(mask: TilingMask, dense: torch.Tensor | None, p: Piece, off: int
         d = p.k0 - p.q0 - off
         t = cache.get(d)
         if t is None or t.shape[-2] < bm or t.shape[-1] < bn:
-            t = cache[d] = _band_template(mask.left_bound, mask.right_bound, d, bm, bn, dtype, str(device))
+            build = _band_template if bm * bn <= _CACHED_MASK else _band_template.__wrapped__  # bound the cache
+            t = cache[d] = build(mask.left_bound, mask.right_bound, d, bm, bn, dtype, str(device))
         m = t[..., :bm, :bn]
         m = m if m.is_contiguous() else m.contiguous()
         # row r sees columns c with lo <= d + c - r <= hi, 0 <= c < bn: rows [r0, r1) see at least one
