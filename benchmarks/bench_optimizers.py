@@ -128,6 +128,7 @@ def main(out: Path, quick: bool = True) -> list[Record]:
                          metrics={"val_loss_mean": statistics.fmean(finite) if finite else math.inf,
                                   "val_loss_std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
                                   "diverged_seeds": len(vals) - len(finite),
+                                  "diverged_tuning_runs": sum(not math.isfinite(r["val"]) for r in tune.values()),
                                   "tuning_runs": len(grid), "tuning_seconds": sum(r["seconds"] for r in tune.values()),
                                   "seconds_per_run": statistics.fmean(r["seconds"] for r in runs),
                                   "final_train_loss": statistics.fmean(r["losses"][-1] for r in runs)})
@@ -142,7 +143,7 @@ def _write(out: Path, records: list[Record], curves: dict, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = [[r.config["task"], r.config["method"], "-" if r.config["lr"] is None else r.config["lr"],
              f"{r.metrics['val_loss_mean']:.3f} ± {r.metrics['val_loss_std']:.3f}", r.metrics["diverged_seeds"],
-             r.metrics["tuning_runs"], f"{r.metrics['tuning_seconds']:.0f}", f"{r.metrics['seconds_per_run']:.1f}"]
+             f"{r.metrics['tuning_runs']} ({r.metrics['diverged_tuning_runs']} diverged)", f"{r.metrics['tuning_seconds']:.0f}", f"{r.metrics['seconds_per_run']:.1f}"]
             for r in records]
     (out / "table.md").write_text(
         f"<!-- `uv run python benchmarks/run.py optimizers{'' if quick else ' --full'}` -->\n"
