@@ -17,6 +17,9 @@ def _official_args(p) -> None:
     p.add_argument("--epochs", type=positive_int, nargs="+", default=[2, 5], help="calibration epochs (default: 2 5)")
     p.add_argument("--nsamples", type=positive_int, default=None,
                    help="calibration sequences (default: the official 32; more = the package-default variant)")
+    p.add_argument("--lac-scope", choices=("linear", "input"), default="linear",
+                   help="learnable activation clipping per quantized linear (official, default) or one pair per "
+                        "online transform shared by the linears it feeds (records get a -lacinput suffix)")
     p.add_argument("--out", default="packages/flatquant/results/official", metavar="DIR")
     p.add_argument("--seed", type=nonnegative_int, default=0, metavar="N")
 
@@ -26,10 +29,11 @@ def _official(args) -> int:
 
     from flatquant.reproduce import run_official
 
-    kw = {} if args.nsamples is None else {"nsamples": args.nsamples}
+    kw = {"lac_scope": args.lac_scope} | ({} if args.nsamples is None else {"nsamples": args.nsamples})
+    n = "" if args.nsamples is None else f"-n{args.nsamples}"
+    lac = "" if args.lac_scope == "linear" else f"-lac{args.lac_scope}"
     for e in args.epochs:
-        name = None if args.nsamples is None else f"official-flatquant-{e}ep-n{args.nsamples}-seed{args.seed}"
-        m = run_official(e, Path(args.out), args.seed, name=name, **kw)
+        m = run_official(e, Path(args.out), args.seed, name=f"official-flatquant-{e}ep{n}{lac}-seed{args.seed}", **kw)
         print(f"{e} epochs: Lee PPL {m['ppl']:.2f} (official code: {m['official_code_ppl']}), "
               f"{m['seconds_per_layer']:.1f} s/layer, {m['cpu_seconds_per_layer']:.1f} CPU s/layer")
     return 0

@@ -24,6 +24,7 @@ from flatquant.modules import (
     OutHeadTransform,
     QuantLinear,
     make_act_quantizer,
+    make_input_quantizers,
     make_linear,
     make_transform,
 )
@@ -45,14 +46,14 @@ class FlatQuantBertSelfAttention(nn.Module):
         self.dropout = attn.dropout
         hidden = attn.query.in_features
         self.qkv_in = InputQuantizer(make_transform(cfg, hidden, "qkv", generator, f"{name}.qkv_in"),
-                                     make_act_quantizer(cfg))
+                                     make_input_quantizers(cfg, 3))
         self.query = make_linear(cfg, attn.query, f"{name}.query")
         self.key = make_linear(cfg, attn.key, f"{name}.key")
         self.value = make_linear(cfg, attn.value, f"{name}.value")
         self.k_trans = make_transform(cfg, self.head_dim, "k", generator, f"{name}.k_trans")
         self.v_trans = make_transform(cfg, self.head_dim, "v", generator, f"{name}.v_trans")
         self.o_in = InputQuantizer(make_transform(cfg, self.num_heads, "o", generator, f"{name}.o_in"),
-                                   make_act_quantizer(cfg))
+                                   make_input_quantizers(cfg, 1))
         self.k_quant = make_act_quantizer(cfg, "k")
         self.v_quant = make_act_quantizer(cfg, "v")
         t = self.qkv_in.transform
@@ -78,10 +79,10 @@ class FlatQuantBertSelfAttention(nn.Module):
             raise NotImplementedError(f"{self.name}: a KV cache is not supported for BERT encoders")
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
-        x = self.qkv_in(hidden_states)
-        q = self.query(x).view(hidden_shape).transpose(1, 2)  # (B, H, T, d)
-        k = self.key(x).view(hidden_shape).transpose(1, 2)
-        v = self.value(x).view(hidden_shape).transpose(1, 2)  # already times P_v
+        xq, xk, xv = self.qkv_in.outputs(hidden_states, 3)
+        q = self.query(xq).view(hidden_shape).transpose(1, 2)  # (B, H, T, d)
+        k = self.key(xk).view(hidden_shape).transpose(1, 2)
+        v = self.value(xv).view(hidden_shape).transpose(1, 2)  # already times P_v
         if self.k_trans is not None:
             k = k @ self.k_trans.matrices()[1].to(k.dtype)
             q = q @ self.k_trans.inverse_t_matrices()[1].to(q.dtype)
@@ -100,11 +101,11 @@ class FlatQuantBertIntermediate(nn.Module):
         super().__init__()
         hidden, size = inter.dense.in_features, inter.dense.out_features
         self.fc1_in = InputQuantizer(make_transform(cfg, hidden, "upgate", generator, f"{name}.fc1_in"),
-                                     make_act_quantizer(cfg))
+                                     make_input_quantizers(cfg, 1))
         self.dense = make_linear(cfg, inter.dense, f"{name}.dense")
         self.intermediate_act_fn = inter.intermediate_act_fn
         self.fc2_in = InputQuantizer(make_transform(cfg, size, "down", generator, f"{name}.fc2_in"),
-                                     make_act_quantizer(cfg))
+                                     make_input_quantizers(cfg, 1))
         if self.fc1_in.transform is not None:
             self.dense.w_in = [self.fc1_in.transform]
         self.to(inter.dense.weight.device)

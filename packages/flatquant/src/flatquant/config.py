@@ -9,6 +9,7 @@ from papercommon.config import Config
 
 METHODS = ("flatquant", "rtn", "smoothquant", "quarot")
 WEIGHT_QUANTIZERS = ("rtn", "gptq")
+LAC_SCOPES = ("linear", "input")
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8, 16)  # 16 means "not quantized"
 
 
@@ -47,6 +48,10 @@ class FlatQuantConfig(Config):
         smooth_alpha: SmoothQuant migration strength (SmoothQuant paper: 0.5).
         lwc: learnable weight clipping (``--lwc``).
         lac: learnable activation clipping (``--lac``).
+        lac_scope: where the LAC clipping pairs live. ``"linear"`` (official ``FlatQuantizedLinear``: every
+            quantized linear has its own activation quantizer, so q/k/v, and gate/up, quantize their shared
+            transformed input each with its own clip pair); ``"input"``: one pair per online transform, shared by
+            the linears it feeds (one quantization of the input, as a single fused kernel call at deployment).
         cali_trans: learn the Kronecker transforms (``--cali_trans``); False keeps the random orthogonal init.
         clip_init: initial logit of every clipping factor (official: 4.0, sigmoid 0.982).
         gptq_percdamp: GPTQ dampening as a fraction of the mean Hessian diagonal.
@@ -76,6 +81,7 @@ class FlatQuantConfig(Config):
     smooth_alpha: float = 0.5  # SmoothQuant baseline migration strength
     lwc: bool = True  # Sec. 3.3: learnable weight clipping
     lac: bool = True  # Sec. 3.3: learnable activation clipping
+    lac_scope: str = "linear"  # official: one ActivationQuantizer (LAC pair) per FlatQuantizedLinear
     cali_trans: bool = True  # Sec. 3.1: learn the Kronecker transforms
     clip_init: float = 4.0  # official init of the clipping logits (sigmoid 0.982)
     gptq_percdamp: float = 0.01  # GPTQ dampening
@@ -84,6 +90,7 @@ class FlatQuantConfig(Config):
     def validate(self) -> None:
         check_choice("FlatQuantConfig.method", self.method, METHODS)
         check_choice("FlatQuantConfig.weight_quantizer", self.weight_quantizer, WEIGHT_QUANTIZERS)
+        check_choice("FlatQuantConfig.lac_scope", self.lac_scope, LAC_SCOPES)
         for name in ("w_bits", "a_bits", "k_bits", "v_bits"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v not in SUPPORTED_BITS:

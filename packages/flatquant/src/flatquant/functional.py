@@ -166,16 +166,22 @@ def _check_bits(bits: int) -> None:
 
 def sym_scale(x: torch.Tensor, bits: int, clip_max: torch.Tensor | float = 1.0,
               clip_min: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """Symmetric scale along the last dim: ``max(|c_min min x|, c_max max x) / (2^(b-1) - 1)``, ``[..., 1]``.
+    """Symmetric scale along the last dim, ``[..., 1]`` (official ``ActivationQuantizer.get_scale_zero``, sym):
+    the range ``[c_min min(x, 0), c_max max(x, 0)]`` always includes 0, the scale is
+    ``max(|c_min min(x, 0)|, c_max max(x, 0)) / (2^(b-1) - 1)``, and an all-zero range gets scale 1
+    (official ``scale[xmax == 0] = 1``).
 
-    ``clip_max`` / ``clip_min`` are the clipping ratios (sigmoid of the learnable LWC/LAC logits, Sec. 3.3).
+    ``clip_max`` / ``clip_min`` are the clipping ratios (sigmoid of the learnable LAC logits, Sec. 3.3). The
+    codes are then clamped to ``[-2^(b-1), 2^(b-1) - 1]``, so the representable (clipped) range is
+    ``[-2^(b-1) scale, (2^(b-1) - 1) scale]``.
     """
     maxq = 2 ** (bits - 1) - 1
-    xmax = x.amax(-1, keepdim=True) * clip_max
-    xmin = x.amin(-1, keepdim=True) * clip_min
-    absmax = torch.maximum(xmin.abs(), xmax).clamp_min(1e-8)
+    xmax = x.amax(-1, keepdim=True).clamp_min(0) * clip_max
+    xmin = x.amin(-1, keepdim=True).clamp_max(0) * clip_min
+    absmax = torch.maximum(xmin.abs(), xmax)
     _check_finite_range(absmax, "quantizer input")
-    return absmax / maxq
+    scale = absmax / maxq
+    return torch.where(scale == 0, torch.ones_like(scale), scale)  # all zero (or underflow): scale 1, codes 0
 
 
 def quantize_sym(x: torch.Tensor, bits: int, clip_max: torch.Tensor | float = 1.0,

@@ -36,15 +36,20 @@ def use_triton(backend: str, x: torch.Tensor) -> bool:
 # ----------------------------------------------------------------------------- reference
 
 
+def kron_reference(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor | None,
+                   diag: torch.Tensor | None = None) -> torch.Tensor:
+    """``(x * s) (P1 (x) P2)`` in fp32 (the reference's transform, before quantization)."""
+    x = x.float()
+    if diag is not None:
+        x = x * diag.float()
+    return FQ.kronecker_matmul(x, None if p1 is None else p1.float(), None if p2 is None else p2.float())
+
+
 def kron_quant_reference(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor | None,
                          diag: torch.Tensor | None = None, bits: int = 4, clip_max: float = 1.0,
                          clip_min: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``quantize_sym(((x * s) (P1 (x) P2)), bits)`` per row: int8 codes ``[M, n]`` and scales ``[M, 1]`` (fp32)."""
-    x = x.float()
-    if diag is not None:
-        x = x * diag.float()
-    y = FQ.kronecker_matmul(x, None if p1 is None else p1.float(), None if p2 is None else p2.float())
-    return FQ.quantize_sym(y, bits, clip_max, clip_min)
+    return FQ.quantize_sym(kron_reference(x, p1, p2, diag), bits, clip_max, clip_min)
 
 
 def kron_quant_pack_reference(x: torch.Tensor, p1: torch.Tensor | None, p2: torch.Tensor | None,
@@ -111,10 +116,12 @@ def _build_kernel():
                           mask=(r[:, None] < N1) & (rr[None, :] < N1), other=0.0).to(tl.float32)
             x = tl.dot(p1t, x, input_precision="ieee")
         # stage 3: LAC-clipped symmetric per-token range
-        xmax = tl.max(tl.max(tl.where(mask, x, float("-inf")), axis=1), axis=0) * clip_max
-        xmin = tl.min(tl.min(tl.where(mask, x, float("inf")), axis=1), axis=0) * clip_min
-        absmax = tl.maximum(tl.maximum(tl.abs(xmin), xmax), 1e-8)
+        # (official get_scale_zero: the range includes 0, an all-zero token gets scale 1)
+        xmax = tl.maximum(tl.max(tl.max(tl.where(mask, x, float("-inf")), axis=1), axis=0), 0.0) * clip_max
+        xmin = tl.minimum(tl.min(tl.min(tl.where(mask, x, float("inf")), axis=1), axis=0), 0.0) * clip_min
+        absmax = tl.maximum(tl.abs(xmin), xmax)
         scale = absmax / 7.0
+        scale = tl.where(scale == 0.0, 1.0, scale)
         # stage 4: round half to even (matches torch.round), clamp to int4
         v = x / scale
         f = tl.floor(v + 0.5)

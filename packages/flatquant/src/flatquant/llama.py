@@ -25,6 +25,7 @@ from flatquant.modules import (
     OutHeadTransform,
     QuantLinear,
     make_act_quantizer,
+    make_input_quantizers,
     make_linear,
     make_transform,
 )
@@ -52,8 +53,9 @@ class FlatQuantLlamaAttention(nn.Module):
         self.scaling, self.is_causal = attn.scaling, attn.is_causal
         self.attention_dropout = attn.attention_dropout
         hidden = attn.q_proj.in_features
+        # one activation quantizer per q / k / v with lac_scope="linear" (official), else one shared
         self.qkv_in = InputQuantizer(make_transform(cfg, hidden, "qkv", generator, f"{name}.qkv_in"),
-                                     make_act_quantizer(cfg))
+                                     make_input_quantizers(cfg, 3))
         self.q_proj = make_linear(cfg, attn.q_proj, f"{name}.q_proj")
         self.k_proj = make_linear(cfg, attn.k_proj, f"{name}.k_proj")
         self.v_proj = make_linear(cfg, attn.v_proj, f"{name}.v_proj")
@@ -61,7 +63,7 @@ class FlatQuantLlamaAttention(nn.Module):
         self.k_trans = make_transform(cfg, self.head_dim, "k", generator, f"{name}.k_trans")
         self.v_trans = make_transform(cfg, self.head_dim, "v", generator, f"{name}.v_trans")
         self.o_in = InputQuantizer(make_transform(cfg, self.num_heads, "o", generator, f"{name}.o_in"),
-                                   make_act_quantizer(cfg))
+                                   make_input_quantizers(cfg, 1))
         self.k_quant = make_act_quantizer(cfg, "k")
         self.v_quant = make_act_quantizer(cfg, "v")
         t = self.qkv_in.transform
@@ -80,10 +82,10 @@ class FlatQuantLlamaAttention(nn.Module):
         cache = cache if cache is not None else past_key_values
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
-        x = self.qkv_in(hidden_states)
-        q = self.q_proj(x).view(hidden_shape).transpose(1, 2)  # (B, H, T, d)
-        k = self.k_proj(x).view(hidden_shape).transpose(1, 2)  # (B, KVH, T, d)
-        v = self.v_proj(x).view(hidden_shape).transpose(1, 2)  # (B, KVH, T, d), already times P_v
+        xq, xk, xv = self.qkv_in.outputs(hidden_states, 3)
+        q = self.q_proj(xq).view(hidden_shape).transpose(1, 2)  # (B, H, T, d)
+        k = self.k_proj(xk).view(hidden_shape).transpose(1, 2)  # (B, KVH, T, d)
+        v = self.v_proj(xv).view(hidden_shape).transpose(1, 2)  # (B, KVH, T, d), already times P_v
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         if self.k_trans is not None:  # Q K^T = (Q P_k^{-T})(K P_k)^T
@@ -106,12 +108,13 @@ class FlatQuantLlamaMLP(nn.Module):
     def __init__(self, mlp: nn.Module, cfg, generator: torch.Generator, name: str = ""):
         super().__init__()
         hidden, inter = mlp.gate_proj.in_features, mlp.gate_proj.out_features
+        # one activation quantizer per gate / up with lac_scope="linear" (official), else one shared
         self.upgate_in = InputQuantizer(make_transform(cfg, hidden, "upgate", generator, f"{name}.upgate_in"),
-                                        make_act_quantizer(cfg))
+                                        make_input_quantizers(cfg, 2))
         self.gate_proj = make_linear(cfg, mlp.gate_proj, f"{name}.gate_proj")
         self.up_proj = make_linear(cfg, mlp.up_proj, f"{name}.up_proj")
         self.down_in = InputQuantizer(make_transform(cfg, inter, "down", generator, f"{name}.down_in"),
-                                      make_act_quantizer(cfg))
+                                      make_input_quantizers(cfg, 1))
         self.down_proj = make_linear(cfg, mlp.down_proj, f"{name}.down_proj")
         self.act_fn = mlp.act_fn
         if self.upgate_in.transform is not None:
@@ -121,8 +124,8 @@ class FlatQuantLlamaMLP(nn.Module):
         self.to(mlp.gate_proj.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.upgate_in(x)
-        h = self.act_fn(self.gate_proj(x)) * self.up_proj(x)  # (B, T, inter)
+        xg, xu = self.upgate_in.outputs(x, 2)
+        h = self.act_fn(self.gate_proj(xg)) * self.up_proj(xu)  # (B, T, inter)
         return self.down_proj(self.down_in(h))
 
 

@@ -275,23 +275,59 @@ class QAct:
 class InputQuantizer(nn.Module):
     """The online path in front of one or more linear layers: transform, then per-token quantization.
 
-    Calibration: returns the fake-quantized float tensor. Deployed (:meth:`deploy`): returns a :class:`QAct`
-    (int codes, computed by the fused Triton kernel on a GPU for symmetric int4, by its torch reference
-    otherwise), or the transformed float tensor when activations are not quantized.
+    ``quantizer`` is one :class:`ActQuantizer` (one quantization of the transformed input, shared by every linear
+    it feeds) or a sequence of them, one per consumer linear (official ``FlatQuantizedLinear``: each quantized
+    linear has its own activation quantizer with its own LAC pair, ``lac_scope="linear"``). The transform is
+    computed once either way.
+
+    Calibration: returns the fake-quantized float tensor (a tuple of them, one per quantizer, when there are
+    several; :meth:`outputs` gives a fixed count). Deployed (:meth:`deploy`): returns a :class:`QAct` (int codes,
+    computed by the fused Triton kernel on a GPU for symmetric int4, by its torch reference otherwise) per
+    quantizer, or the transformed float tensor when activations are not quantized.
     """
 
-    def __init__(self, transform: Transform | None, quantizer: ActQuantizer):
+    def __init__(self, transform: Transform | None, quantizer: ActQuantizer | list[ActQuantizer] | tuple):
         super().__init__()
-        self.transform, self.quantizer = transform, quantizer
+        qs = list(quantizer) if isinstance(quantizer, list | tuple | nn.ModuleList) else [quantizer]
+        if not qs or not all(isinstance(q, ActQuantizer) for q in qs):
+            raise ValueError("InputQuantizer: quantizer: expected an ActQuantizer or a non-empty sequence of them, "
+                             f"got {quantizer!r}")
+        if len({(q.bits, q.sym) for q in qs}) != 1:
+            raise ValueError("InputQuantizer: quantizer: expected quantizers of one bit width and symmetry (they "
+                             f"quantize the same input), got {[(q.bits, q.sym) for q in qs]}")
+        self.transform = transform
+        self.quantizers = nn.ModuleList(qs)
         self.deployed = False
         self.backend = "auto"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | QAct:
-        if not self.deployed:
-            if self.transform is not None:
-                x = self.transform(x)
-            return self.quantizer(x)
-        return self._deployed_forward(x)
+    @property
+    def quantizer(self) -> ActQuantizer:
+        """The first (or only) activation quantizer."""
+        return self.quantizers[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | QAct | tuple:
+        ys = self._all(x)
+        return ys[0] if len(ys) == 1 else tuple(ys)
+
+    def outputs(self, x: torch.Tensor, n: int) -> tuple:
+        """``n`` inputs for the ``n`` linears this path feeds, in their order: one per quantizer when each linear
+        has its own (``lac_scope="linear"``), else the one shared quantized input ``n`` times."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"InputQuantizer.outputs: n: expected a positive int, got {n!r}")
+        ys = self._all(x)
+        if len(ys) == 1:
+            return tuple(ys) * n
+        if len(ys) != n:
+            raise ValueError(f"InputQuantizer.outputs: n: expected {len(ys)} (one per quantizer) or a single shared "
+                             f"quantizer, got n={n}")
+        return tuple(ys)
+
+    def _all(self, x: torch.Tensor) -> list:
+        if self.deployed:
+            return self._deployed_forward(x)
+        if self.transform is not None:
+            x = self.transform(x)
+        return [q(x) for q in self.quantizers]
 
     @torch.no_grad()
     def deploy(self) -> None:
@@ -299,31 +335,34 @@ class InputQuantizer(nn.Module):
             self.transform.freeze()
         self.deployed = True
 
-    def _deployed_forward(self, x: torch.Tensor) -> torch.Tensor | QAct:
+    def _deployed_forward(self, x: torch.Tensor) -> list:
         from flatquant import kernels
 
-        q = self.quantizer
+        q0 = self.quantizer
         t = self.transform
         p1, p2 = t.matrices() if t is not None else (None, None)
         diag = t.diag if t is not None else None
-        if q.bits >= 16:
+        if q0.bits >= 16:
             if diag is not None:
                 x = x * diag
-            return FQ.kronecker_matmul(x, p1, p2)
-        cmax, cmin = q.ratios()
-        cmax, cmin = float(cmax), float(cmin)
-        if not q.sym:
+            return [FQ.kronecker_matmul(x, p1, p2)]
+        if not q0.sym:
             raise NotImplementedError("deployed integer matmul supports symmetric activations only (the paper's "
-                                      f"W4A4 kernel); expected a_sym=True, got asymmetric {q.bits}-bit activations")
+                                      f"W4A4 kernel); expected a_sym=True, got asymmetric {q0.bits}-bit activations")
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if q.bits == 4 and shape[-1] % 2 == 0 and kernels.use_triton(self.backend, x2):
-            packed, scale = kernels.kron_quant_pack(x2, p1, p2, diag=diag, clip_max=cmax, clip_min=cmin)
-            codes = FQ.unpack_int4(packed)
-        else:
-            codes, scale = kernels.kron_quant_reference(x2, p1, p2, diag=diag, bits=q.bits, clip_max=cmax,
-                                                        clip_min=cmin)
-        return QAct(codes.reshape(shape), scale.reshape(*shape[:-1], 1))
+        fused = q0.bits == 4 and shape[-1] % 2 == 0 and kernels.use_triton(self.backend, x2)
+        y = None if fused else kernels.kron_reference(x2, p1, p2, diag)  # transform once, quantize per consumer
+        out = []
+        for q in self.quantizers:
+            cmax, cmin = (float(r) for r in q.ratios())
+            if fused:  # one fused program per consumer (each with its own LAC pair)
+                packed, scale = kernels.kron_quant_pack(x2, p1, p2, diag=diag, clip_max=cmax, clip_min=cmin)
+                codes = FQ.unpack_int4(packed)
+            else:
+                codes, scale = FQ.quantize_sym(y, q.bits, cmax, cmin)
+            out.append(QAct(codes.reshape(shape), scale.reshape(*shape[:-1], 1)))
+        return out
 
 
 class QuantLinear(nn.Module):
@@ -496,9 +535,21 @@ def make_transform(cfg, n: int, slot: str, generator: torch.Generator, name: str
 
 def make_act_quantizer(cfg, kind: str = "a") -> ActQuantizer:
     """Per-token quantizer of linear inputs (``kind="a"``) or of the K / V cache (``"k"``, ``"v"``)."""
+    if kind not in ("a", "k", "v"):
+        raise ValueError(f"make_act_quantizer: kind: expected 'a', 'k' or 'v', got {kind!r}")
     bits = {"a": cfg.a_bits, "k": cfg.k_bits, "v": cfg.v_bits}[kind]
     sym = {"a": cfg.a_sym, "k": cfg.k_sym, "v": cfg.v_sym}[kind]
     return ActQuantizer(bits, sym, lac=cfg.method == "flatquant" and cfg.lac, clip_init=cfg.clip_init)
+
+
+def make_input_quantizers(cfg, consumers: int) -> list[ActQuantizer]:
+    """The activation quantizers of an online path feeding ``consumers`` linear layers: one per linear with
+    learnable activation clipping and ``lac_scope="linear"`` (the official code), else one shared quantizer (without
+    LAC, per-linear quantizers would all be identical)."""
+    if isinstance(consumers, bool) or not isinstance(consumers, int) or consumers < 1:
+        raise ValueError(f"make_input_quantizers: consumers: expected a positive int, got {consumers!r}")
+    per_linear = cfg.method == "flatquant" and cfg.lac and cfg.a_bits < 16 and cfg.lac_scope == "linear"
+    return [make_act_quantizer(cfg) for _ in range(consumers if per_linear else 1)]
 
 
 def make_linear(cfg, linear: nn.Linear, name: str) -> QuantLinear:
