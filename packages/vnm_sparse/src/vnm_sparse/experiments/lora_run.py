@@ -24,7 +24,7 @@ import torch
 
 from vnm_sparse.config import ThreeStageLoRAConfig, VNMConfig
 
-STEPS = 200
+STEPS = 240
 BATCH = (1, 128)  # sequences x tokens per step
 EVAL_TOKENS = 2048  # per corpus, context 256
 CALIB = (4, 128)
@@ -124,11 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     from papercommon.records import write_record
 
     p = argparse.ArgumentParser(prog="python -m vnm_sparse.experiments.lora_run")
-    p.add_argument("--mode", choices=("three_stage", "fixed"), required=True)
+    p.add_argument("--mode", choices=("three_stage", "fixed", "baselines"), required=True,
+                   help="a LoRA run, or 'baselines': dense / training-free 2:4 / one-shot 64:2:5 perplexities")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--steps", type=positive_int, default=STEPS)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    if a.mode == "baselines":
+        ppl = baselines()
+        write_record(a.out, "lora_baselines", config={"vnm": VNM.to_dict(), "eval_tokens": EVAL_TOKENS}, metrics=ppl)
+        print(json.dumps(ppl))
+        return 0
     m = run_one(a.mode, a.seed, a.steps)
     write_record(a.out, record_name(a.mode, a.seed), config={"mode": a.mode, "seed": a.seed, "steps": a.steps},
                  metrics=m)
