@@ -1,10 +1,11 @@
-"""Command line: ``python -m phinet {reproduce,list,train,online,continual,dynamics,tables} ...``.
+"""Command line: ``python -m phinet {reproduce,list,train,online,continual,weight-decay,dynamics,tables} ...``.
 
 Examples:
     python -m phinet train --model xphinet --data digits --epochs 30 --out runs/x
     python -m phinet train --model phinet --data cifar10 --epochs 800      # the paper's setting (GPU)
     python -m phinet online --model phinet --data mnist5k
-    python -m phinet continual --data digits --epochs-per-task 20
+    python -m phinet continual --data mnist5k --out runs/c     # Split-MNIST-5k, 3 seeds
+    python -m phinet weight-decay --data mnist5k --out runs/w  # the Fig. 6 sweep on MNIST-5k, 3 seeds
     python -m phinet dynamics
     python -m phinet reproduce --quick --seed 0      # = papercommon reproduce phinet --quick
     python -m phinet tables                          # exits 1 if a record is missing or corrupt
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -110,11 +112,36 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/train", metavar="DIR")
 
 
-def _continual(args: argparse.Namespace) -> None:
-    from phinet.reproduce import SEEDS, run_continual
+def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    from phinet.reproduce import _settings
 
-    res = run_continual(args.quick, args.out, seeds=tuple(args.seed + s for s in SEEDS), progress=True)
+    return tuple(args.seed + s for s in _settings(args.quick, args.data)["seeds"])
+
+
+def _continual(args: argparse.Namespace) -> None:
+    from phinet.reproduce import run_continual
+
+    res = run_continual(args.quick, args.out, seeds=_seeds(args), progress=True, data=args.data)
     print(json.dumps({m: {k: v for k, v in r.items() if k != "per_seed"} for m, r in res["runs"].items()}, indent=1))
+
+
+def _weight_decay(args: argparse.Namespace) -> None:
+    from phinet.reproduce import run_weight_decay
+
+    res = run_weight_decay(args.quick, args.out, seeds=_seeds(args), progress=True, data=args.data)
+    print(json.dumps({m: {w: {k: c[k] for k in ("knn_acc", "effective_rank", "collapse_std")} for w, c in r.items()}
+                      for m, r in res["runs"].items()}, indent=1))
+
+
+def _sweep_args(out_default: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        from phinet.reproduce import DATA_SETTINGS
+
+        add_run_args(p, out_default=out_default)
+        p.add_argument("--data", choices=DATA_SETTINGS, default=None,
+                       help="data set (default: digits with --quick, cifar10 with --full); mnist5k is the same "
+                            "CPU setting in both modes, its record and plots go to OUT/mnist5k/")
+    return add
 
 
 def _dynamics(args: argparse.Namespace) -> None:
@@ -141,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         Command("train", "offline training (progress bar, checkpoints, plots)", cmd_train, _train_args),
         Command("online", "one pass over a shuffled stream", lambda a: cmd_train(a, online=True), _train_args),
         Command("continual", "Split tasks in sequence (forgetting), 3 seeds", _continual,
-                lambda p: add_run_args(p, out_default="runs/continual")),
+                _sweep_args("runs/continual")),
+        Command("weight-decay", "the weight-decay sweep (kNN, effective rank, std gauge), 3 seeds", _weight_decay,
+                _sweep_args("runs/weight-decay")),
         Command("dynamics", "integrate the linear learning dynamics", _dynamics, _dynamics_args),
         Command("tables", "the README's reproduction table from the committed records", _tables,
                 lambda p: p.add_argument("--results", default=str(Path(__file__).resolve().parents[2] / "results"),

@@ -6,10 +6,13 @@
   after each task, forgetting per model.
 * ``linear-dynamics`` (paper Sec. 4): the linear model's eigenmode ODE integrated numerically for SimSiam and
   PhiNet over a weight-decay grid, plus the full matrix flow for X-PhiNet.
+* ``weight-decay-mnist`` / ``continual-mnist``: the first two on MNIST-5k (28x28, 4,000 train / 1,000 test,
+  fixed stratified split) with the digits model. They cost ~35 / ~8 single-thread minutes, over the quick
+  budget, so they run only with ``--full`` (quick mode returns "not run"); their records go to ``mnist5k/``.
 
-Quick mode (CPU, minutes): 8x8 digits, the small CNN (width 16, d = 64), 176 SGD steps per run. The run is
+Quick mode (CPU, minutes): 8x8 digits, the small CNN (width 16, d = 64), 88 SGD steps per run. The run is
 ~400x shorter than the paper's 800 CIFAR-10 epochs, so weight decay has far less time to act: quick mode
-multiplies each weight decay by :data:`QUICK_WD_SCALE` = 200 (the records keep the paper-scale labels and
+multiplies each weight decay by :data:`QUICK_WD_SCALE` = 400 (the records keep the paper-scale labels and
 the factor).
 Full mode: the paper's CIFAR-10 setting (ResNet-18, 800 epochs, batch 512): about 10 GPU-hours per run on
 an A100-class GPU (15 runs for the sweep), weeks on a CPU; it needs CIFAR-10 (downloaded by torchvision).
@@ -46,15 +49,36 @@ QUICK_WD_SCALE = 400.0
 the first pilot) keeps 5e-4 healthy and puts 1e-3 at the edge of collapse."""
 
 
-def _settings(quick: bool) -> dict:
-    if quick:
+MNIST_WD_SCALE = 200.0
+"""MNIST-5k runs 186 steps per model (6 epochs of 31 batches), 2.1x the 88 of the digits quick run: the digits
+factor 400 times 88/186 (rounded to 200) keeps the total weight-decay shrinkage lr * wd * T of the digits run."""
+DATA_SETTINGS = ("digits", "mnist5k", "cifar10")
+"""The data of the weight-decay and continual reproductions: digits (quick), mnist5k (the CPU setting on
+28x28 MNIST, ``--data mnist5k`` / the ``*-mnist`` reproductions), cifar10 (full, the paper's)."""
+
+
+def _settings(quick: bool, data: str | None = None) -> dict:
+    """The setting of one data set; ``data=None``: digits with ``quick``, CIFAR-10 without."""
+    data = data or ("digits" if quick else "cifar10")
+    if data == "digits":
         return dict(data="digits", seeds=SEEDS, weight_decays=QUICK_WEIGHT_DECAYS, epochs=8, continual_epochs=8,
-                    batch_size=128, base_lr=0.06, warmup_epochs=1, knn_k=20,
+                    batch_size=128, base_lr=0.06, warmup_epochs=1, knn_k=20, wd_scale=QUICK_WD_SCALE,
+                    continual_batch_size=64, continual_weight_decay=5e-4 * 30,
                     model=dict(backbone="cnn_small", in_channels=1, image_size=8, cnn_width=16, proj_dim=64,
                                proj_hidden=128, pred_hidden=16))
-    return dict(data="cifar10", seeds=(1234, 1235, 1236), weight_decays=WEIGHT_DECAYS, epochs=800, continual_epochs=200,
-                batch_size=512, base_lr=0.03, warmup_epochs=10, knn_k=200,
-                model=dict(backbone="resnet18_cifar", in_channels=3, image_size=32))
+    if data == "mnist5k":   # the digits model and optimiser on 28x28 MNIST-5k (4,000 train / 1,000 test)
+        # continual: 5 epochs x 12 batches of 64 per task (digits: 8 x 4); wd x16 keeps the digits' lr * wd * T
+        return dict(data="mnist5k", seeds=SEEDS, weight_decays=QUICK_WEIGHT_DECAYS, epochs=6, continual_epochs=5,
+                    batch_size=128, base_lr=0.06, warmup_epochs=1, knn_k=20, wd_scale=MNIST_WD_SCALE,
+                    continual_batch_size=64, continual_weight_decay=5e-4 * 16,
+                    model=dict(backbone="cnn_small", in_channels=1, image_size=28, cnn_width=16, proj_dim=64,
+                               proj_hidden=128, pred_hidden=16))
+    if data == "cifar10":
+        return dict(data="cifar10", seeds=(1234, 1235, 1236), weight_decays=WEIGHT_DECAYS, epochs=800,
+                    continual_epochs=200, batch_size=512, base_lr=0.03, warmup_epochs=10, knn_k=200, wd_scale=1.0,
+                    continual_batch_size=256, continual_weight_decay=5e-4,
+                    model=dict(backbone="resnet18_cifar", in_channels=3, image_size=32))
+    raise ValueError(f"data must be one of {DATA_SETTINGS}, got {data!r}")
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -94,18 +118,26 @@ def _model_config(st: dict, model: str) -> ModelConfig:
     return ModelConfig(model=model, **st["model"])
 
 
+def _prefix(data: str | None) -> str:
+    """Records and plots of a non-default data set go to a sub-folder named after it (``mnist5k/``)."""
+    return f"{data}/" if data else ""
+
+
 def run_weight_decay(quick: bool = True, out: Path | str = "reproductions/phinet", models=SSL_MODELS,
-                     weight_decays=None, seeds=None, progress: bool = False) -> dict:
+                     weight_decays=None, seeds=None, progress: bool = False, data: str | None = None) -> dict:
     """Train each model at each weight decay and seed; return
-    ``{"runs": {model: {wd: {"knn_acc": [per seed], "collapse_std": [...], "effective_rank": [...]}}}}``."""
-    st = _settings(quick)
+    ``{"runs": {model: {wd: {"knn_acc": [per seed], "collapse_std": [...], "effective_rank": [...]}}}}``.
+
+    ``data``: see :func:`_settings` (None: digits with ``quick``, CIFAR-10 without; "mnist5k" writes its
+    record and plots under ``out/mnist5k/``)."""
+    st = _settings(quick, data)
     weight_decays = tuple(weight_decays or st["weight_decays"])
     seeds = tuple(seeds or st["seeds"])
     X, y = load_images(st["data"], "train")
     Xt, yt = load_images(st["data"], "test")
     steps = st["epochs"] * (X.shape[0] // st["batch_size"])
     lr = st["base_lr"] * st["batch_size"] / 256
-    wd_scale = QUICK_WD_SCALE if quick else 1.0
+    wd_scale = st["wd_scale"]
     res: dict = {"settings": st, "weight_decays": list(weight_decays), "seeds": list(seeds), "steps": steps,
                  "wd_scale": wd_scale, "exposure_ratio": PAPER_LR * PAPER_STEPS / (lr * steps), "runs": {}}
     jobs = [(m, wd, seed) for m in models for wd in weight_decays for seed in seeds]
@@ -123,11 +155,11 @@ def run_weight_decay(quick: bool = True, out: Path | str = "reproductions/phinet
         cell["seconds"].append(time.perf_counter() - t0)
         cell["healthy_std"] = r["healthy_std"]
     out = Path(out)
-    write_record(out, "weight_decay_runs", config={"quick": quick, **st}, metrics=res)
+    write_record(out, _prefix(data) + "weight_decay_runs", config={"quick": quick, **st}, metrics=res)
     healthy = res["runs"][models[0]][str(weight_decays[0])]["healthy_std"]
     for key, lab in (("knn_acc", "kNN accuracy"), ("collapse_std", "std of normalised z"),
                      ("effective_rank", "effective rank of features")):
-        _plot(out / f"weight_decay_{key}.png", list(weight_decays),
+        _plot(out / f"{_prefix(data)}weight_decay_{key}.png", list(weight_decays),
               {m: [res["runs"][m][str(w)][key] for w in weight_decays] for m in models},
               "weight decay (paper scale)", f"{lab} (mean ± std, {len(seeds)} seeds)", logx=True,
               hline=healthy if key == "collapse_std" else None)
@@ -136,8 +168,26 @@ def run_weight_decay(quick: bool = True, out: Path | str = "reproductions/phinet
 
 @reproduction("weight-decay", "kNN accuracy, effective rank and std gauge vs weight decay: SimSiam vs PhiNet vs X-PhiNet")
 def weight_decay(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
-    seeds = tuple(seed + s for s in _settings(quick)["seeds"])
-    res = run_weight_decay(quick, out, seeds=seeds)
+    return _weight_decay_claims(quick, out, seed)
+
+
+def _not_run(ref: str, what: str, name: str, minutes: int) -> list[Claim]:
+    return [Claim(ref, what, "see README", "not run", holds=None,
+                  note=f"MNIST-5k runs only with --full (3 seeds, ~{minutes} min on one core: over the quick budget); "
+                       f"the committed record results/mnist5k/{name}.json comes from `papercommon reproduce phinet "
+                       f"--full --only {name}`")]
+
+
+@reproduction("weight-decay-mnist", "The weight-decay sweep (Fig. 6) on MNIST-5k (--full only; quick mode: not run)")
+def weight_decay_mnist(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
+    if quick:
+        return _not_run("Fig. 6", "weight-decay sweep on MNIST-5k", "weight-decay-mnist", 35)
+    return _weight_decay_claims(quick, out, seed, data="mnist5k")
+
+
+def _weight_decay_claims(quick: bool, out: Path, seed: int = 0, data: str | None = None) -> list[Claim]:
+    seeds = tuple(seed + s for s in _settings(quick, data)["seeds"])
+    res = run_weight_decay(quick, out, seeds=seeds, data=data)
     runs, wds = res["runs"], res["weight_decays"]
     cell = lambda m, w, k: runs[m][str(w)][k]                                    # noqa: E731 - per-seed list
     setting = (f"{res['settings']['data']}, {res['steps']} steps, wd x{res['wd_scale']:.0f}, seeds {list(seeds)}; "
@@ -172,20 +222,21 @@ def weight_decay(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
 
 
 def run_continual(quick: bool = True, out: Path | str = "reproductions/phinet", models=SSL_MODELS,
-                  seeds=None, progress: bool = False) -> dict:
-    """Split-{digits | CIFAR-10}: 5 tasks of 2 classes in sequence, kNN accuracy matrix and forgetting, per seed."""
-    st = _settings(quick)
+                  seeds=None, progress: bool = False, data: str | None = None) -> dict:
+    """Split-{digits | MNIST-5k | CIFAR-10}: 5 tasks of 2 classes in sequence, kNN accuracy matrix and forgetting,
+    per seed. ``data`` as in :func:`run_weight_decay`."""
+    st = _settings(quick, data)
     seeds = tuple(seeds or st["seeds"])
     X, y = load_images(st["data"], "train")
     Xt, yt = load_images(st["data"], "test")
     tasks = split_tasks(10, 2)
     epochs = st["continual_epochs"]
-    bs = 64 if quick else 256
+    bs = st["continual_batch_size"]
     res: dict = {"settings": st, "seeds": list(seeds), "tasks": tasks, "epochs_per_task": epochs, "batch_size": bs,
                  "runs": {}}
     for m, seed in tqdm([(m, s) for m in models for s in seeds], desc="continual runs", disable=not progress):
         tc = TrainConfig(epochs=epochs, batch_size=bs, base_lr=st["base_lr"], warmup_epochs=min(1, epochs),
-                         weight_decay=5e-4 * (30 if quick else 1), seed=seed, knn_k=st["knn_k"])
+                         weight_decay=st["continual_weight_decay"], seed=seed, knn_k=st["knn_k"])
         tr = Trainer(_model_config(st, m), tc, progress=False)
         A = torch.full((len(tasks), len(tasks)), float("nan"))      # A[k, t]: acc on task t after task k
         seen_acc: list[float] = []
@@ -208,8 +259,8 @@ def run_continual(quick: bool = True, out: Path | str = "reproductions/phinet", 
         run["final_seen_acc"].append(seen_acc[-1])
         run["per_seed"].append({"seed": seed, "acc_matrix": A.tolist(), "seen_acc": seen_acc})
     out = Path(out)
-    write_record(out, "continual_runs", config={"quick": quick, **st}, metrics=res)
-    _plot(out / "continual_seen_acc.png", list(range(1, len(tasks) + 1)),
+    write_record(out, _prefix(data) + "continual_runs", config={"quick": quick, **st}, metrics=res)
+    _plot(out / f"{_prefix(data)}continual_seen_acc.png", list(range(1, len(tasks) + 1)),
           {m: [[r["seen_acc"][k] for r in res["runs"][m]["per_seed"]] for k in range(len(tasks))] for m in models},
           "tasks seen", f"kNN acc, all seen classes (mean ± std, {len(seeds)} seeds)")
     return res
@@ -217,7 +268,18 @@ def run_continual(quick: bool = True, out: Path | str = "reproductions/phinet", 
 
 @reproduction("continual", "Split tasks in sequence: forgetting of SimSiam, PhiNet and X-PhiNet")
 def continual(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
-    res = run_continual(quick, out, seeds=tuple(seed + s for s in _settings(quick)["seeds"]))
+    return _continual_claims(quick, out, seed)
+
+
+@reproduction("continual-mnist", "Split-MNIST-5k in sequence (Table 3) (--full only; quick mode: not run)")
+def continual_mnist(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
+    if quick:
+        return _not_run("Table 3", "Split-MNIST-5k continual learning", "continual-mnist", 8)
+    return _continual_claims(quick, out, seed, data="mnist5k")
+
+
+def _continual_claims(quick: bool, out: Path, seed: int = 0, data: str | None = None) -> list[Claim]:
+    res = run_continual(quick, out, seeds=tuple(seed + s for s in _settings(quick, data)["seeds"]), data=data)
     r = res["runs"]
     note = (f"Split-{res['settings']['data']} 5x2 classes, {res['epochs_per_task']} epochs/task, task-wise kNN, "
             f"seeds {res['seeds']}; forgetting = mean over t<T of max_(t<=k<T) A[k,t] - A[T,t]; holds only if "
@@ -307,25 +369,39 @@ def linear_dynamics(quick: bool, out: Path) -> list[Claim]:
     ]
 
 
-REPRODUCTIONS = [weight_decay, continual, linear_dynamics]
+REPRODUCTIONS = [weight_decay, continual, linear_dynamics, weight_decay_mnist, continual_mnist]
+RECORD_DIRS = {"weight-decay-mnist": "mnist5k", "continual-mnist": "mnist5k"}
+"""Sub-folder of ``results/`` holding a reproduction's committed record (default: ``results/`` itself)."""
+DATA_OF = {"weight-decay-mnist": "mnist5k", "continual-mnist": "mnist5k"}
 
 
 def results_table(results_dir: str | Path) -> str:
-    """The README's reproduction table, rendered from the committed records in ``results_dir``.
+    """The README's reproduction table, rendered from the committed records in ``results_dir`` (the
+    ``*-mnist`` records from its ``mnist5k/`` sub-folder, :data:`RECORD_DIRS`).
+
+    The column "Official code (our data)" stays "-": the official PhiNets code was not run on our data (its
+    repository is not available offline here and targets CIFAR / ImageNet on a GPU).
 
     Raises :class:`papercommon.records.RecordError` (naming the file) when a record is missing or corrupt.
     """
     results_dir = Path(results_dir)
     rows = []
     for r in REPRODUCTIONS:
-        path = results_dir / f"{r.name}.json"
+        sub = RECORD_DIRS.get(r.name, "")
+        path = results_dir / sub / f"{r.name}.json"
+        shown = f"`results/{sub + '/' if sub else ''}{path.name}`"
         rec = read_record(path)
         quick = rec["config"].get("quick", True)
-        seeds = "deterministic" if r.name == "linear-dynamics" else str(len(_settings(quick)["seeds"]))
+        if r.name == "linear-dynamics":
+            seeds = "deterministic"
+        elif r.name in DATA_OF and quick:
+            seeds = "-"                                                   # the quick record only says "not run"
+        else:
+            seeds = str(len(_settings(quick, DATA_OF.get(r.name))["seeds"]))
         if rec["metrics"].get("error"):
-            rows.append([r.name, "-", "-", "-", f"ERROR: {rec['metrics']['error']}", "error", seeds, f"`results/{path.name}`"])
+            rows.append([r.name, "-", "-", "-", "-", f"ERROR: {rec['metrics']['error']}", "error", seeds, shown])
         for c in rec["metrics"]["claims"]:
             verdict = {True: "yes", False: "no", None: "n/a"}[c["holds"]]
-            rows.append([r.name, c["paper_ref"], c["metric"], c["paper"], c["ours"], verdict, seeds,
-                         f"`results/{path.name}`"])
-    return markdown_table(["Reproduction", "Claim", "Metric", "Paper", "Ours", "holds", "seeds", "record"], rows)
+            rows.append([r.name, c["paper_ref"], c["metric"], c["paper"], "-", c["ours"], verdict, seeds, shown])
+    return markdown_table(["Reproduction", "Claim", "Metric", "Paper", "Official code (our data)", "Ours", "holds",
+                           "seeds", "record"], rows)
