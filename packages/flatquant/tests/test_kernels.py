@@ -59,6 +59,15 @@ SCRIPT = textwrap.dedent("""
             b = kernels.kron_quant_pack_reference(x, *args)
             diff = (FQ.unpack_int4(a[0]).int() - FQ.unpack_int4(b[0]).int()).abs().max().item()
             out.append(("general", n1, n2, diff, float((a[1] - b[1]).abs().max() / b[1].abs().max())))
+    # official range: an all-positive token with a small c_max ratio (the range includes 0), an all-zero token
+    x = torch.rand(3, 48, generator=g) + 0.5
+    x[1] = 0.0
+    p1, p2 = FQ.random_orthogonal(6, g), FQ.random_orthogonal(8, g)
+    for args in [(None, None, None, 0.3, 0.9), (p1, p2, None, 0.3, 0.9)]:
+        a = kernels.kron_quant_pack(x, *args)
+        b = kernels.kron_quant_pack_reference(x, *args)
+        diff = (FQ.unpack_int4(a[0]).int() - FQ.unpack_int4(b[0]).int()).abs().max().item()
+        out.append(("general", 6, 8, diff, float((a[1] - b[1]).abs().max() / b[1].abs().max())))
     print(repr(out))
 """)
 

@@ -314,9 +314,10 @@ class InputQuantizer(nn.Module):
         has its own (``lac_scope="linear"``), else the one shared quantized input ``n`` times."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"InputQuantizer.outputs: n: expected a positive int, got {n!r}")
-        ys = self._all(x)
+        ys = self(x)  # through __call__, so hooks on this module see every call
+        ys = ys if isinstance(ys, tuple) else (ys,)
         if len(ys) == 1:
-            return tuple(ys) * n
+            return ys * n
         if len(ys) != n:
             raise ValueError(f"InputQuantizer.outputs: n: expected {len(ys)} (one per quantizer) or a single shared "
                              f"quantizer, got n={n}")
