@@ -81,6 +81,11 @@ def test_weight_decay_verdicts_follow_the_seed_spread(monkeypatch, tmp_path):
     claims = {c.metric.split(" (")[0]: c for c in R.weight_decay(True, tmp_path)}
     assert not claims["worst kNN acc over the wd sweep"].holds
     assert not claims["effective rank of test features at the largest wd=0.001"].holds
+    # equal accuracy at wd=0 is a tie, not "PhiNet > SimSiam"; ahead by 0.2 >> std 0.01 at wd=1e-3 holds
+    monkeypatch.setattr(R, "run_weight_decay", _fake_wd([0.9, 0.91, 0.89], [0.9, 0.91, 0.89], [20, 21, 19], [20, 21, 19]))
+    claims = {c.metric.split(" (")[0]: c for c in R.weight_decay(True, tmp_path)}
+    assert not claims["kNN acc at wd=0"].holds
+    assert claims["kNN acc at wd=0.001"].holds and claims["kNN acc at wd=0.001"].paper == "PhiNet > SimSiam"
 
 
 def test_continual_verdicts_need_a_margin(monkeypatch, tmp_path):
@@ -195,3 +200,15 @@ def test_mnist5k_sweep_trains_28x28_models_and_writes_under_mnist5k(monkeypatch,
     assert (tmp_path / "mnist5k" / "weight_decay_runs.json").is_file()
     assert (tmp_path / "mnist5k" / "weight_decay_effective_rank.png").is_file()
     assert not (tmp_path / "weight_decay_runs.json").exists()
+    # PHINET_REUSE_RUNS=1 re-scores exactly this sweep from its record instead of training again ...
+    monkeypatch.setenv("PHINET_REUSE_RUNS", "1")
+    seen.clear()
+    again = R.run_weight_decay(True, tmp_path, models=("phinet",), weight_decays=(5e-4,), seeds=(0,), data="mnist5k")
+    assert seen == [] and again["runs"] == json.loads(json.dumps(res["runs"]))
+    assert again["reused_from"]["path"].endswith("mnist5k/weight_decay_runs.json")
+    # ... and trains when anything differs (here the seeds), or without the variable
+    R.run_weight_decay(True, tmp_path, models=("phinet",), weight_decays=(5e-4,), seeds=(1,), data="mnist5k")
+    assert seen == ["mnist5k", "mnist5k"]
+    monkeypatch.delenv("PHINET_REUSE_RUNS")
+    R.run_weight_decay(True, tmp_path, models=("phinet",), weight_decays=(5e-4,), seeds=(1,), data="mnist5k")
+    assert len(seen) == 4
