@@ -7,7 +7,7 @@
 * ``linear-dynamics`` (paper Sec. 4): the linear model's eigenmode ODE integrated numerically for SimSiam and
   PhiNet over a weight-decay grid, plus the full matrix flow for X-PhiNet.
 * ``weight-decay-mnist`` / ``continual-mnist``: the first two on MNIST-5k (28x28, 4,000 train / 1,000 test,
-  fixed stratified split) with the digits model. They cost ~35 / ~8 single-thread minutes, over the quick
+  fixed stratified split) with the digits model. They cost ~30 / ~9 single-thread CPU minutes, over the quick
   budget, so they run only with ``--full`` (quick mode returns "not run"); their records go to ``mnist5k/``.
 
 Quick mode (CPU, minutes): 8x8 digits, the small CNN (width 16, d = 64), 88 SGD steps per run. The run is
@@ -213,7 +213,7 @@ def _not_run(ref: str, what: str, name: str, minutes: int) -> list[Claim]:
 @reproduction("weight-decay-mnist", "The weight-decay sweep (Fig. 6) on MNIST-5k (--full only; quick mode: not run)")
 def weight_decay_mnist(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     if quick:
-        return _not_run("Fig. 6", "weight-decay sweep on MNIST-5k", "weight-decay-mnist", 35)
+        return _not_run("Fig. 6", "weight-decay sweep on MNIST-5k", "weight-decay-mnist", 30)
     return _weight_decay_claims(quick, out, seed, data="mnist5k")
 
 
@@ -311,7 +311,7 @@ def continual(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
 @reproduction("continual-mnist", "Split-MNIST-5k in sequence (Table 3) (--full only; quick mode: not run)")
 def continual_mnist(quick: bool, out: Path, seed: int = 0) -> list[Claim]:
     if quick:
-        return _not_run("Table 3", "Split-MNIST-5k continual learning", "continual-mnist", 8)
+        return _not_run("Table 3", "Split-MNIST-5k continual learning", "continual-mnist", 9)
     return _continual_claims(quick, out, seed, data="mnist5k")
 
 
