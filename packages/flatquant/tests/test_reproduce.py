@@ -67,3 +67,16 @@ def test_random_windows_follow_the_official_loader():
     assert (cal[:, 1:] - cal[:, :-1] == 1).all()
     first, _ = R.smollm2_data(Tok(), 5, 16, 64)
     assert first[:, 0].tolist() == [0, 16, 32, 48, 64]
+
+
+def test_official_record_names_the_setting_that_ran(tmp_path, monkeypatch):
+    """A package-default variant (more windows) records its own nsamples and no official-code number beside it."""
+    import json
+
+    monkeypatch.setattr(R, "quantized_ppl", lambda cfg, *a, **k: {"ppl": 1.0, "nsamples": cfg.nsamples})
+    m = R.run_official(5, tmp_path, 0, name="variant", nsamples=64)
+    rec = json.loads((tmp_path / "variant.json").read_text())
+    assert rec["config"]["setting"]["nsamples"] == 64 == rec["config"]["nsamples"] == m["nsamples"]
+    assert m["official_code_ppl"] is None and m["official_setting"] is False
+    m = R.run_official(5, tmp_path, 0, name="official")
+    assert m["official_code_ppl"] == 78.0 and m["official_setting"] is True

@@ -147,9 +147,12 @@ def run_official(epochs: int, out: Path, seed: int = 0, name: str | None = None,
     s = dict(setting or OFFICIAL_SETTING)
     s["epochs"] = epochs
     cfg = _cfg(s, seed).replace(**config)
+    s.update({k: v for k, v in config.items() if k in s})  # the record's setting is the one that ran
+    # the official code's numbers sit beside a record only when it ran the official setting itself
+    same = setting is None and all(s[k] == v for k, v in OFFICIAL_SETTING.items())
     metrics = quantized_ppl(cfg, s["eval_tokens"], progress=progress, windows=s.get("windows", "first"))
-    metrics = dict(metrics, official_code_ppl=OFFICIAL_PPL.get(epochs) if setting is None else None,
-                   official_seconds_per_layer=OFFICIAL_SECONDS_PER_LAYER.get(epochs) if setting is None else None)
+    metrics = dict(metrics, official_setting=same, official_code_ppl=OFFICIAL_PPL.get(epochs) if same else None,
+                   official_seconds_per_layer=OFFICIAL_SECONDS_PER_LAYER.get(epochs) if same else None)
     write_record(out, name or f"official-flatquant-{epochs}ep-seed{seed}", config={"setting": s, **cfg.to_dict()},
                  metrics=metrics)
     return metrics
